@@ -1,0 +1,178 @@
+//! Builds the application: shared state, the route table and the middleware stack.
+//!
+//! `main` only parses the command line; tests build the very same `Application` on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::token::JwtKeys;
+use crate::config::{Config, CorsOrigins};
+use crate::extract::BODY_LIMIT_BYTES;
+use crate::metrics::Metrics;
+use crate::openapi::ApiDoc;
+use crate::rate_limit::RateLimiter;
+use crate::{auth, health, middleware, rate_limit, telemetry};
+
+/// How long one request may take before the client gets a 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// State shared by every handler. Cloning is cheap: each field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// The source of truth for every state.
+    pub db: PgPool,
+    /// One multiplexed, self-reconnecting connection (see `redis_pool`).
+    pub redis: ConnectionManager,
+    /// Rate limits live in Redis so they hold across replicas.
+    pub limiter: RateLimiter,
+    pub jwt: Arc<JwtKeys>,
+    /// Bounds concurrent argon2 work to the number of cores.
+    pub hasher: PasswordHasher,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let redis = crate::redis_pool::connect(&config)?;
+        Ok(Self {
+            limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
+            jwt: Arc::new(JwtKeys::new(&config)),
+            hasher: PasswordHasher::default(),
+            metrics: Arc::new(Metrics::default()),
+            config: Arc::new(config),
+            db,
+            redis,
+        })
+    }
+}
+
+/// A bound listener and the app that will serve on it.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `BIND_ADDR` (port 0 picks a free port) and wires the app.
+    pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+        let router = router(AppState::new(config, db)?);
+        Ok(Self { listener, router })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// The whole route table with its middleware.
+pub fn router(state: AppState) -> Router {
+    let api = OpenApiRouter::new().merge(auth::router()).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_every_route),
+    );
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .merge(health::router())
+        .split_for_parts();
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let layers = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::from_fn(middleware::problem_responses))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::record,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(cors(&state.config))
+        .layer(CompressionLayer::new())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
+
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(middleware::not_found)
+        .layer(layers)
+        .with_state(state)
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins = match &config.cors_allowed_origins {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(origins) => AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600))
+}

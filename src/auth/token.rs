@@ -1,0 +1,134 @@
+//! Access tokens (HS256 JWTs) and opaque refresh tokens.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore as _;
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// How long an access token is valid. Short, because it is a bearer credential; revocation
+/// is immediate anyway through the session check.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
+/// How long a refresh token may wait to be used.
+pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
+const AUDIENCE: &str = "curbside-api";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: Uuid,
+    /// The session id, checked against the `sessions` table on every request.
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs and checks access tokens. The algorithm is pinned to HS256: a token that names
+/// any other algorithm (including `none`) is refused before its signature is looked at.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+}
+
+impl JwtKeys {
+    pub fn new(config: &Config) -> Self {
+        let secret = config.jwt_secret.expose_secret().as_bytes();
+        let issuer = config.public_base_url.clone();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer,
+        }
+    }
+
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<String> {
+        let now = Utc::now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: AUDIENCE.to_owned(),
+            sub: user_id,
+            sid: session_id,
+            iat: now.timestamp(),
+            exp: (now + ACCESS_TOKEN_TTL).timestamp(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The claims of a valid, unexpired token signed with our key; `None` otherwise.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
+/// A new refresh token: 256 random bits, URL-safe. Only its hash is stored.
+pub fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a refresh token. A plain SHA-256 suffices: the token is random and
+/// long, so there is nothing to brute-force.
+pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&Config::from_lookup(|_| None).unwrap())
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let keys = keys();
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let claims = keys.verify(&keys.issue(user, session).unwrap()).unwrap();
+        assert_eq!((claims.sub, claims.sid), (user, session));
+        assert_eq!(claims.exp - claims.iat, 15 * 60);
+    }
+
+    #[test]
+    fn tampered_tokens_do_not_verify() {
+        let keys = keys();
+        let token = keys.issue(Uuid::new_v4(), Uuid::new_v4()).unwrap();
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert!(keys.verify(&tampered).is_none());
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_hash_stably() {
+        let (a, b) = (new_refresh_token(), new_refresh_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(hash_refresh_token(&a), hash_refresh_token(&a));
+        assert_ne!(hash_refresh_token(&a), hash_refresh_token(&b));
+    }
+}

@@ -1,0 +1,306 @@
+//! Settings, read once at start-up from the environment (and `.env` in development).
+//!
+//! A missing or malformed setting stops start-up with one line naming it. In production
+//! every setting that has a development default must be given explicitly, so a server can
+//! never run in production on a development secret or database by accident.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The JWT secret used when none is set in development; refused in production.
+const DEV_JWT_SECRET: &str = "development-only-jwt-secret-change-me-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub bind_addr: SocketAddr,
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key, so several deployments (or test runs) can share a Redis.
+    pub redis_key_prefix: String,
+    pub jwt_secret: SecretString,
+    pub public_base_url: String,
+    pub cors_allowed_origins: CorsOrigins,
+    /// Requests per minute per client on every route.
+    pub rate_limit_per_minute: u32,
+    /// Sign-in and sign-up attempts per minute, per IP and per email.
+    pub auth_rate_limit_per_minute: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
+    /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal (production, CI); a broken one is not silently ignored.
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(ConfigError {
+                name: ".env",
+                message: error.to_string(),
+            });
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any source of variables (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars { lookup: &lookup };
+        let app_env = match vars.get("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "APP_ENV",
+                    message: format!("must be `development` or `production`, not `{other}`"),
+                });
+            }
+        };
+        let dev = |default: &str| (app_env == AppEnv::Development).then(|| default.to_owned());
+
+        let jwt_secret = vars.required("JWT_SECRET", dev(DEV_JWT_SECRET))?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError {
+                name: "JWT_SECRET",
+                message: "must be at least 32 bytes long".into(),
+            });
+        }
+        if app_env == AppEnv::Production && jwt_secret == DEV_JWT_SECRET {
+            return Err(ConfigError {
+                name: "JWT_SECRET",
+                message: "is the development secret; set a random one in production".into(),
+            });
+        }
+
+        let cors = vars.required("CORS_ALLOWED_ORIGINS", dev("*"))?;
+        let cors_allowed_origins = parse_cors(&cors, app_env)?;
+
+        Ok(Self {
+            app_env,
+            bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:8080")?,
+            database_url: vars
+                .required(
+                    "DATABASE_URL",
+                    dev("postgres://postgres:postgres@127.0.0.1:5432/curbside"),
+                )?
+                .into(),
+            redis_url: vars
+                .required("REDIS_URL", dev("redis://127.0.0.1:6379"))?
+                .into(),
+            redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or("curbside".into()),
+            jwt_secret: jwt_secret.into(),
+            public_base_url: parse_base_url(
+                &vars.required("PUBLIC_BASE_URL", dev("http://127.0.0.1:8080"))?,
+            )?,
+            cors_allowed_origins,
+            rate_limit_per_minute: vars.positive("RATE_LIMIT_PER_MINUTE", 600)?,
+            auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
+            trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    /// The value, with blank treated as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str, default: Option<String>) -> Result<String, ConfigError> {
+        self.get(name).or(default).ok_or_else(|| ConfigError {
+            name,
+            message: "must be set in production".into(),
+        })
+    }
+
+    fn parsed<T>(&self, name: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        raw.parse().map_err(|error| ConfigError {
+            name,
+            message: format!("cannot parse `{raw}`: {error}"),
+        })
+    }
+
+    fn positive(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let value: u32 = self.parsed(name, &default.to_string())?;
+        if value == 0 {
+            return Err(ConfigError {
+                name,
+                message: "must be greater than zero".into(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+    if !(raw.starts_with("http://") || raw.starts_with("https://")) {
+        return Err(ConfigError {
+            name: "PUBLIC_BASE_URL",
+            message: format!("must be an http(s) URL, not `{raw}`"),
+        });
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+fn parse_cors(raw: &str, app_env: AppEnv) -> Result<CorsOrigins, ConfigError> {
+    let error = |message: String| ConfigError {
+        name: "CORS_ALLOWED_ORIGINS",
+        message,
+    };
+    if raw == "*" {
+        return match app_env {
+            AppEnv::Development => Ok(CorsOrigins::Any),
+            AppEnv::Production => Err(error("must list origins in production, not `*`".into())),
+        };
+    }
+    let origins: Vec<String> = raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for origin in &origins {
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && axum::http::HeaderValue::from_str(origin).is_ok();
+        if !valid {
+            return Err(error(format!("`{origin}` is not an http(s) origin")));
+        }
+    }
+    Ok(CorsOrigins::List(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const PRODUCTION: &[(&str, &str)] = &[
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", "postgres://db/curbside"),
+        ("REDIS_URL", "redis://cache"),
+        ("JWT_SECRET", "a-production-secret-of-enough-length-0123"),
+        ("PUBLIC_BASE_URL", "https://curbside.example"),
+        ("CORS_ALLOWED_ORIGINS", "https://app.curbside.example"),
+    ];
+
+    #[test]
+    fn development_needs_nothing() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.app_env, AppEnv::Development);
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.cors_allowed_origins, CorsOrigins::Any);
+        assert_eq!(config.auth_rate_limit_per_minute, 10);
+        assert_eq!(config.rate_limit_per_minute, 600);
+    }
+
+    #[test]
+    fn production_with_everything_set_starts() {
+        let config = config(PRODUCTION).unwrap();
+        assert!(config.is_production());
+        assert_eq!(
+            config.cors_allowed_origins,
+            CorsOrigins::List(vec!["https://app.curbside.example".into()])
+        );
+    }
+
+    #[test]
+    fn production_refuses_each_development_default() {
+        for missing in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "JWT_SECRET",
+            "PUBLIC_BASE_URL",
+            "CORS_ALLOWED_ORIGINS",
+        ] {
+            let vars: Vec<_> = PRODUCTION
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            assert_eq!(config(&vars).unwrap_err().name, missing);
+        }
+    }
+
+    #[test]
+    fn production_refuses_the_development_secret_and_wildcard_cors() {
+        let mut vars = PRODUCTION.to_vec();
+        vars.push(("JWT_SECRET", DEV_JWT_SECRET));
+        vars.retain(|(k, v)| *k != "JWT_SECRET" || *v == DEV_JWT_SECRET);
+        assert_eq!(config(&vars).unwrap_err().name, "JWT_SECRET");
+
+        let mut vars = PRODUCTION.to_vec();
+        vars.retain(|(k, _)| *k != "CORS_ALLOWED_ORIGINS");
+        vars.push(("CORS_ALLOWED_ORIGINS", "*"));
+        assert_eq!(config(&vars).unwrap_err().name, "CORS_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn malformed_values_name_the_setting() {
+        let cases = [
+            ("BIND_ADDR", "localhost"),
+            ("APP_ENV", "staging"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
+            ("JWT_SECRET", "short"),
+            ("PUBLIC_BASE_URL", "curbside.example"),
+            ("CORS_ALLOWED_ORIGINS", "app.example"),
+            ("TRUST_FORWARDED_FOR", "maybe"),
+        ];
+        for (name, value) in cases {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert_eq!(error.name, name, "{error}");
+            assert!(error.to_string().starts_with("configuration error: "));
+        }
+    }
+}

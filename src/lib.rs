@@ -1,0 +1,19 @@
+//! Curbside: a REST API to find, reserve and pay for on-street parking.
+//!
+//! The binary (`src/main.rs`) only parses the command line; everything it runs is here, so
+//! the tests exercise the same wiring as production.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod rate_limit;
+pub mod redis_pool;
+pub mod shutdown;
+pub mod telemetry;

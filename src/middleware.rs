@@ -1,0 +1,73 @@
+//! Cross-cutting response handling: one problem+json shape for every error, and one log
+//! line for every server error.
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{AppError, PROBLEM_JSON, ServerErrorCause};
+
+/// Gives error responses produced outside our handlers (axum's 405, tower-http's timeout
+/// and panic responses) the same problem+json body as ours, and logs every 5xx once with
+/// its cause, inside the request's span.
+pub async fn problem_responses(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if let Some(ServerErrorCause(cause)) = response.extensions().get::<ServerErrorCause>() {
+        tracing::error!(error = ?cause, "request failed");
+    }
+    if !(status.is_client_error() || status.is_server_error()) || is_json_body(&response) {
+        return response;
+    }
+    if status.is_server_error() {
+        tracing::error!(%status, "request failed outside a handler");
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = error_for_status(status).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    *problem.status_mut() = status;
+    problem
+}
+
+/// Our own error bodies are JSON already: problem+json from `AppError`, or a JSON report
+/// such as `/readyz`'s. Only bodies from outside (plain text, empty) are replaced.
+fn is_json_body(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with(PROBLEM_JSON) || value.starts_with("application/json")
+        })
+}
+
+fn error_for_status(status: StatusCode) -> AppError {
+    match status {
+        StatusCode::NOT_FOUND => AppError::NotFound("no such resource".into()),
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => AppError::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
+            limit_bytes: crate::extract::BODY_LIMIT_BYTES,
+        },
+        StatusCode::SERVICE_UNAVAILABLE => {
+            AppError::ServiceUnavailable("the service is unavailable; retry shortly".into())
+        }
+        status if status.is_server_error() => {
+            AppError::Internal(anyhow::anyhow!("{status} produced outside a handler"))
+        }
+        status => AppError::bad_request(
+            "bad_request",
+            status.canonical_reason().unwrap_or("bad request"),
+        ),
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
+}

@@ -1,0 +1,197 @@
+use curbside::app::Application;
+use curbside::config::Config;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running app and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub config: Config,
+}
+
+/// Settings for tests: a free port, this machine's Redis under a key prefix of its own, and
+/// limits high enough that only the rate-limit tests meet them.
+fn test_config(overrides: &[(&str, &str)]) -> Config {
+    let prefix = format!("curbside-test-{}", uuid::Uuid::new_v4());
+    Config::from_lookup(|name| {
+        if let Some((_, value)) = overrides.iter().find(|(key, _)| *key == name) {
+            return Some(value.to_string());
+        }
+        match name {
+            "BIND_ADDR" => Some("127.0.0.1:0".into()),
+            "REDIS_URL" => std::env::var("REDIS_URL").ok(),
+            "REDIS_KEY_PREFIX" => Some(prefix.clone()),
+            "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => Some("100000".into()),
+            _ => None,
+        }
+    })
+    .expect("test configuration is valid")
+}
+
+impl TestApp {
+    pub async fn spawn(db: PgPool) -> Self {
+        Self::spawn_with(db, &[]).await
+    }
+
+    /// Starts the app with some settings overridden (`("AUTH_RATE_LIMIT_PER_MINUTE", "3")`).
+    pub async fn spawn_with(db: PgPool, overrides: &[(&str, &str)]) -> Self {
+        let config = test_config(overrides);
+        let app = Application::build(config.clone(), db.clone())
+            .await
+            .expect("the app builds");
+        let address = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap();
+        Self {
+            address,
+            client,
+            db,
+            config,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.address, path))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.request(Method::GET, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Response {
+        let mut request = self.request(method, path).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        self.send_json(Method::POST, path, body, token).await
+    }
+
+    pub async fn sign_up(&self, email: &str) -> Session {
+        let response = self
+            .post(
+                "/v1/auth/sign-up",
+                &json!({"email": email, "password": PASSWORD, "name": "Test Driver"}),
+                None,
+            )
+            .await;
+        let body = expect_status(response, StatusCode::CREATED).await;
+        Session::from(&body)
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/v1/auth/sign-in",
+            &json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post(
+            "/v1/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn me_status(&self, access_token: &str) -> StatusCode {
+        self.get("/v1/me", Some(access_token)).await.status()
+    }
+}
+
+/// A signed-in session's tokens.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl From<&Value> for Session {
+    fn from(body: &Value) -> Self {
+        Self {
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_status(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}
+
+/// Asserts an RFC 9457 problem response with this status and code, and returns it.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = expect_status(response, status).await;
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "problem without {field}: {body}");
+    }
+    body
+}
+
+/// The field names a 422 problem lists.
+pub fn invalid_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .expect("a validation problem lists its errors")
+        .iter()
+        .map(|error| error["field"].as_str().unwrap())
+        .collect()
+}
+
+/// A URL for the test's own database, for running the `curbside` binary against it.
+pub fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("the test database has a name")
+        .to_owned();
+    let (url, query) = base.split_once('?').unwrap_or((&base, ""));
+    let server = &url[..url.rfind('/').expect("DATABASE_URL names a database")];
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{server}/{name}{query}")
+}

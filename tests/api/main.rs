@@ -1,0 +1,7 @@
+//! Black-box API tests: the real router on a random port, a fresh PostgreSQL database per
+//! test (`#[sqlx::test]`) and the real Redis, with keys namespaced per test.
+
+mod auth;
+mod errors;
+mod helpers;
+mod operations;
