@@ -53,6 +53,18 @@ ensure_postgres() {
     fi
 }
 
+# Spot search needs PostGIS (GiST nearest-neighbour on geography); chosen by measurement,
+# see BENCHMARKS.md.
+ensure_postgis() {
+    local available
+    available=$(psql "$PG_ADMIN_URL" -qtAc "select count(*) from pg_available_extensions where name = 'postgis'")
+    if [ "$available" != "1" ]; then
+        local major
+        major=$(psql "$PG_ADMIN_URL" -qtAc "select current_setting('server_version_num')::int / 10000")
+        apt_install "postgresql-$major-postgis-3"
+    fi
+}
+
 ensure_redis() {
     command -v redis-server >/dev/null || apt_install redis-server
     if ! redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; then
@@ -65,6 +77,7 @@ ensure_redis() {
 }
 
 ensure_postgres
+ensure_postgis
 ensure_redis
 if $export_mode; then
     echo "export DATABASE_ADMIN_URL='$PG_ADMIN_URL' REDIS_URL='$REDIS_URL'"

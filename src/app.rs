@@ -33,7 +33,7 @@ use crate::extract::BODY_LIMIT_BYTES;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::rate_limit::RateLimiter;
-use crate::{auth, health, middleware, rate_limit, telemetry};
+use crate::{auth, health, middleware, rate_limit, spots, telemetry};
 
 /// How long one request may take before the client gets a 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The source of truth for every state.
     pub db: PgPool,
+    /// Spot search reads here: a replica when `DATABASE_READ_URL` is set, else `db`.
+    pub db_read: PgPool,
     /// One multiplexed, self-reconnecting connection (see `redis_pool`).
     pub redis: ConnectionManager,
     /// Rate limits live in Redis so they hold across replicas.
@@ -57,7 +59,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let redis = crate::redis_pool::connect(&config)?;
+        let db_read = crate::db::connect_read(&config, &db)?;
         Ok(Self {
+            db_read,
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
             jwt: Arc::new(JwtKeys::new(&config)),
             hasher: PasswordHasher::default(),
@@ -108,9 +112,13 @@ impl Application {
 
 /// The whole route table with its middleware.
 pub fn router(state: AppState) -> Router {
-    let api = OpenApiRouter::new().merge(auth::router()).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_every_route),
-    );
+    let api = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(spots::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_every_route,
+        ));
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
         .merge(health::router())

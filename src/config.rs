@@ -30,6 +30,8 @@ pub struct Config {
     pub app_env: AppEnv,
     pub bind_addr: SocketAddr,
     pub database_url: SecretString,
+    /// An optional read replica for spot search; the primary when unset.
+    pub database_read_url: Option<SecretString>,
     pub redis_url: SecretString,
     /// Prefix of every Redis key, so several deployments (or test runs) can share a Redis.
     pub redis_key_prefix: String,
@@ -40,6 +42,8 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Sign-in and sign-up attempts per minute, per IP and per email.
     pub auth_rate_limit_per_minute: u32,
+    /// The shortest booking, and the default length of a search window.
+    pub min_reservation_minutes: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
     pub trust_forwarded_for: bool,
@@ -108,6 +112,7 @@ impl Config {
                     dev("postgres://postgres:postgres@127.0.0.1:5432/curbside"),
                 )?
                 .into(),
+            database_read_url: vars.get("DATABASE_READ_URL").map(Into::into),
             redis_url: vars
                 .required("REDIS_URL", dev("redis://127.0.0.1:6379"))?
                 .into(),
@@ -119,6 +124,7 @@ impl Config {
             cors_allowed_origins,
             rate_limit_per_minute: vars.positive("RATE_LIMIT_PER_MINUTE", 600)?,
             auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
+            min_reservation_minutes: vars.positive("MIN_RESERVATION_MINUTES", 5)?,
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
         })
     }
@@ -129,6 +135,10 @@ impl Config {
 
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+
+    pub fn min_reservation_length(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.min_reservation_minutes))
     }
 }
 
@@ -296,6 +306,7 @@ mod tests {
             ("PUBLIC_BASE_URL", "curbside.example"),
             ("CORS_ALLOWED_ORIGINS", "app.example"),
             ("TRUST_FORWARDED_FOR", "maybe"),
+            ("MIN_RESERVATION_MINUTES", "-5"),
         ];
         for (name, value) in cases {
             let error = config(&[(name, value)]).unwrap_err();

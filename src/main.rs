@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use curbside::app::Application;
 use curbside::auth::{db as accounts, model::Email};
 use curbside::config::Config;
+use curbside::spots::import::{RateTable, import_meters};
 use curbside::{db, shutdown, telemetry};
 
 /// Curbside: find, reserve and pay for on-street parking.
@@ -19,6 +20,17 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Import NYC's parking meters CSV (NYC Open Data dataset 693u-uax6) into spots.
+    ImportMeters {
+        /// Path of the CSV export.
+        csv: std::path::PathBuf,
+        /// Hourly rate of a borough in cents, e.g. `--rate Manhattan=500`; repeatable.
+        #[arg(long = "rate", value_name = "BOROUGH=CENTS")]
+        rates: Vec<String>,
+        /// Hourly rate in cents for boroughs the table does not name.
+        #[arg(long, value_name = "CENTS")]
+        default_rate: Option<i32>,
+    },
     /// Give an existing account the operator role.
     CreateOperator {
         /// The account's email address.
@@ -61,6 +73,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             tracing::info!("migrations applied");
         }
+        Command::ImportMeters {
+            csv,
+            rates,
+            default_rate,
+        } => {
+            db::migrate(&pool).await?;
+            let mut table = RateTable::default();
+            for spec in &rates {
+                table.set(spec)?;
+            }
+            if let Some(cents) = default_rate {
+                anyhow::ensure!(
+                    (0..=100_000).contains(&cents),
+                    "--default-rate must be 0 to 100000 cents"
+                );
+                table.default_cents = cents;
+            }
+            import_meters_file(&pool, &csv, &table).await?;
+        }
         Command::CreateOperator { email } => {
             let email = Email::parse(&email)
                 .map_err(|error| anyhow::anyhow!("{email:?} {}", error.message))?;
@@ -76,5 +107,38 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!(email = email.as_str(), "account is now an operator");
         }
     }
+    Ok(())
+}
+
+/// Runs the import and prints its report: the summary on stdout, each skipped row on stderr.
+async fn import_meters_file(
+    pool: &sqlx::PgPool,
+    path: &std::path::Path,
+    rates: &RateTable,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut conn = pool.acquire().await?;
+    let report = import_meters(
+        &mut conn,
+        std::io::BufReader::new(file),
+        rates,
+        |done, total| {
+            eprintln!("imported {done}/{total} rows");
+        },
+    )
+    .await?;
+    for (line, reason) in &report.skipped {
+        eprintln!("skipped line {line}: {reason}");
+    }
+    println!(
+        "inserted {}, updated {}, unchanged {}, skipped {}, unparsed rules {} (given {} minutes)",
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.skipped.len(),
+        report.unparsed_rules,
+        curbside::spots::import::DEFAULT_MAX_STAY_MINUTES,
+    );
     Ok(())
 }

@@ -18,6 +18,7 @@ use crate::error::{FieldError, Problem};
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts, sign-in and sessions"),
+        (name = "spots", description = "Parking spots: search, detail, operator changes"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

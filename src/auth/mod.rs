@@ -67,3 +67,19 @@ impl FromRequestParts<AppState> for AuthUser {
         })
     }
 }
+
+/// A caller with the operator role: 401 without a valid token, 403 for a driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator(pub AuthUser);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        match user.role {
+            Role::Operator => Ok(Self(user)),
+            Role::Driver => Err(AppError::Forbidden("operator")),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Spot queries. Search runs on the read pool; changes on the primary.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::model::{
+    BusyInterval, Circle, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
+};
+use crate::error::{AppError, AppResult, ResultExt as _};
+
+macro_rules! spot_columns {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".id, ",
+            $alias,
+            ".meter_number, ",
+            $alias,
+            ".lat, ",
+            $alias,
+            ".lng, ",
+            $alias,
+            ".borough, ",
+            $alias,
+            ".street, ",
+            $alias,
+            ".side, ",
+            $alias,
+            ".from_street, ",
+            $alias,
+            ".to_street, ",
+            $alias,
+            ".facility, ",
+            $alias,
+            ".rule, ",
+            $alias,
+            ".max_stay_minutes, ",
+            $alias,
+            ".rate_cents_per_hour, ",
+            $alias,
+            ".currency, ",
+            $alias,
+            ".active"
+        )
+    };
+}
+
+/// A reservation of spot `s` that holds it during the window `[$from, $to)`: confirmed, or
+/// held and not lapsed. Half-open ranges: back-to-back bookings do not overlap.
+macro_rules! taken_during {
+    ($from:literal, $to:literal) => {
+        concat!(
+            "exists (select 1 from reservations r where r.spot_id = s.id",
+            " and r.status in ('held', 'confirmed')",
+            " and (r.status = 'confirmed' or r.hold_expires_at > now())",
+            " and tstzrange(r.starts_at, r.ends_at, '[)') && tstzrange(",
+            $from,
+            ", ",
+            $to,
+            ", '[)'))"
+        )
+    };
+}
+
+/// `$1, $2`: lat, lng.
+macro_rules! search_point {
+    () => {
+        "st_setsrid(st_makepoint($2, $1), 4326)::geography"
+    };
+}
+
+/// Nearest first, from the GiST index's nearest-neighbour scan (`<->`), which reads only as
+/// many index entries as the page needs; the radius is applied to that short list. This
+/// form keeps the fast plan whether PostgreSQL plans it custom or generic (BENCHMARKS.md).
+/// Ties in distance come back in no particular order: see [`page_of_nearest`].
+/// `$3` radius (m), `$4, $5` window, `$6, $7` cursor, `$8` availability, `$9` rows.
+pub const NEAREST_SQL: &str = concat!(
+    "select * from (select ",
+    spot_columns!("s"),
+    ", not ",
+    taken_during!("$4", "$5"),
+    " as available, ",
+    "s.geog <-> ",
+    search_point!(),
+    " as distance_m ",
+    "from spots s where s.active ",
+    "and ($6::float8 is null or (s.geog <-> ",
+    search_point!(),
+    ") > $6 ",
+    "or ((s.geog <-> ",
+    search_point!(),
+    ") = $6 and s.id > $7)) ",
+    "and ($8::bool is null or (not ",
+    taken_during!("$4", "$5"),
+    ") = $8) ",
+    "order by s.geog <-> ",
+    search_point!(),
+    " limit $9) nearest ",
+    "where distance_m <= $3"
+);
+
+/// The same search in exact (distance, id) order, for the rare page that is one tie.
+const NEAREST_EXACT_SQL: &str = concat!(
+    "select ",
+    spot_columns!("s"),
+    ", not ",
+    taken_during!("$4", "$5"),
+    " as available, ",
+    "s.geog <-> ",
+    search_point!(),
+    " as distance_m ",
+    "from spots s where s.active and st_dwithin(s.geog, ",
+    search_point!(),
+    ", $3, false) ",
+    "and ($6::float8 is null or (s.geog <-> ",
+    search_point!(),
+    ") > $6 ",
+    "or ((s.geog <-> ",
+    search_point!(),
+    ") = $6 and s.id > $7)) ",
+    "and ($8::bool is null or (not ",
+    taken_during!("$4", "$5"),
+    ") = $8) ",
+    "order by distance_m, s.id limit $9"
+);
+
+/// Every active spot by id. `$1, $2` window, `$3` cursor, `$4` availability, `$5` rows.
+const BY_ID_SQL: &str = concat!(
+    "select ",
+    spot_columns!("s"),
+    ", not ",
+    taken_during!("$1", "$2"),
+    " as available, ",
+    "null::float8 as distance_m from spots s where s.active ",
+    "and ($3::uuid is null or s.id > $3) ",
+    "and ($4::bool is null or (not ",
+    taken_during!("$1", "$2"),
+    ") = $4) ",
+    "order by s.id limit $5"
+);
+
+/// One page of a search and the cursor of the next, if any.
+pub async fn search(
+    db: &PgPool,
+    search: &Search,
+) -> sqlx::Result<(Vec<SpotMatch>, Option<SearchCursor>)> {
+    match search.circle {
+        Some(circle) => search_nearest(db, circle, search).await,
+        None => search_by_id(db, search).await,
+    }
+}
+
+async fn search_nearest(
+    db: &PgPool,
+    circle: Circle,
+    search: &Search,
+) -> sqlx::Result<(Vec<SpotMatch>, Option<SearchCursor>)> {
+    let rows = fetch_nearest(db, NEAREST_SQL, circle, search).await?;
+    if let Some(page) = page_of_nearest(rows, search.limit as usize) {
+        return Ok(page);
+    }
+    let rows = fetch_nearest(db, NEAREST_EXACT_SQL, circle, search).await?;
+    Ok(page_in_exact_order(rows, search.limit as usize))
+}
+
+async fn fetch_nearest(
+    db: &PgPool,
+    sql: &'static str,
+    circle: Circle,
+    search: &Search,
+) -> sqlx::Result<Vec<SpotMatch>> {
+    let (after_distance, after_id) = match search.after {
+        Some(SearchCursor::Nearest { distance_m, id }) => (Some(distance_m), Some(id)),
+        _ => (None, None),
+    };
+    sqlx::query_as(sql)
+        .bind(circle.lat)
+        .bind(circle.lng)
+        .bind(circle.radius_m)
+        .bind(search.window.starts_at)
+        .bind(search.window.ends_at)
+        .bind(after_distance)
+        .bind(after_id)
+        .bind(search.available)
+        .bind(i64::from(search.limit) + 1)
+        .fetch_all(db)
+        .await
+}
+
+fn distance(row: &SpotMatch) -> f64 {
+    row.distance_m.unwrap_or(f64::INFINITY)
+}
+
+fn nearest_cursor(row: &SpotMatch) -> SearchCursor {
+    SearchCursor::Nearest {
+        distance_m: distance(row),
+        id: row.spot.id,
+    }
+}
+
+/// Orders up to `limit + 1` nearest rows by (distance, id) and cuts a page.
+///
+/// The index returns ties in distance in no set order, so when the row after the page
+/// shares its distance with rows on the page, other rows at that distance may not have
+/// been read yet. The page then ends before that distance, and the next page starts with
+/// all of it. `None` when the whole page is one tie, which needs the exact query.
+fn page_of_nearest(
+    mut rows: Vec<SpotMatch>,
+    limit: usize,
+) -> Option<(Vec<SpotMatch>, Option<SearchCursor>)> {
+    rows.sort_by(|a, b| {
+        distance(a)
+            .total_cmp(&distance(b))
+            .then(a.spot.id.cmp(&b.spot.id))
+    });
+    if rows.len() <= limit {
+        return Some((rows, None));
+    }
+    let boundary = distance(&rows[limit]);
+    rows.truncate(limit);
+    rows.retain(|row| distance(row) < boundary);
+    let cursor = nearest_cursor(rows.last()?);
+    Some((rows, Some(cursor)))
+}
+
+fn page_in_exact_order(
+    mut rows: Vec<SpotMatch>,
+    limit: usize,
+) -> (Vec<SpotMatch>, Option<SearchCursor>) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let cursor = more.then(|| rows.last().map(nearest_cursor)).flatten();
+    (rows, cursor)
+}
+
+async fn search_by_id(
+    db: &PgPool,
+    search: &Search,
+) -> sqlx::Result<(Vec<SpotMatch>, Option<SearchCursor>)> {
+    let after = match search.after {
+        Some(SearchCursor::ById { id }) => Some(id),
+        _ => None,
+    };
+    let mut rows: Vec<SpotMatch> = sqlx::query_as(BY_ID_SQL)
+        .bind(search.window.starts_at)
+        .bind(search.window.ends_at)
+        .bind(after)
+        .bind(search.available)
+        .bind(i64::from(search.limit) + 1)
+        .fetch_all(db)
+        .await?;
+    let more = rows.len() > search.limit as usize;
+    rows.truncate(search.limit as usize);
+    let cursor = more
+        .then(|| {
+            rows.last()
+                .map(|row| SearchCursor::ById { id: row.spot.id })
+        })
+        .flatten();
+    Ok((rows, cursor))
+}
+
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Spot>> {
+    sqlx::query_as(concat!(
+        "select ",
+        spot_columns!("s"),
+        " from spots s where s.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Live reservations of the spot overlapping the next 24 hours, earliest first.
+pub async fn busy_next_day(
+    conn: &mut PgConnection,
+    spot_id: Uuid,
+) -> sqlx::Result<Vec<BusyInterval>> {
+    sqlx::query_as(
+        "select starts_at, ends_at from reservations
+         where spot_id = $1 and status in ('held', 'confirmed')
+           and (status = 'confirmed' or hold_expires_at > now())
+           and tstzrange(starts_at, ends_at, '[)') && tstzrange(now(), now() + interval '24 hours', '[)')
+         order by starts_at",
+    )
+    .bind(spot_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut PgConnection, spot: &NewSpot) -> AppResult<Spot> {
+    sqlx::query_as(concat!(
+        "insert into spots (id, meter_number, lat, lng, borough, street, side, from_street,
+                            to_street, facility, rule, max_stay_minutes, rate_cents_per_hour, active)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         returning ", spot_columns!("spots")
+    ))
+    .bind(Uuid::now_v7())
+    .bind(spot.meter_number.trim())
+    .bind(spot.lat)
+    .bind(spot.lng)
+    .bind(spot.borough.trim())
+    .bind(spot.street.as_deref())
+    .bind(spot.side.as_deref())
+    .bind(spot.from_street.as_deref())
+    .bind(spot.to_street.as_deref())
+    .bind(spot.facility.unwrap_or(super::model::Facility::OnStreet))
+    .bind(spot.rule.as_deref())
+    .bind(spot.max_stay_minutes)
+    .bind(spot.rate_cents_per_hour)
+    .bind(spot.active.unwrap_or(true))
+    .fetch_one(conn)
+    .await
+    .on_constraint("spots_meter_number_key", || {
+        AppError::conflict("meter_number_taken", "a spot with this meter number exists")
+    })
+}
+
+/// Applies the given changes; `None` when there is no such spot.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    changes: &SpotChanges,
+) -> sqlx::Result<Option<Spot>> {
+    sqlx::query_as(concat!(
+        "update spots set
+             rate_cents_per_hour = coalesce($2, rate_cents_per_hour),
+             rule = coalesce($3, rule),
+             max_stay_minutes = coalesce($4, max_stay_minutes),
+             active = coalesce($5, active),
+             updated_at = now()
+         where id = $1
+         returning ",
+        spot_columns!("spots")
+    ))
+    .bind(id)
+    .bind(changes.rate_cents_per_hour)
+    .bind(changes.rule.as_deref())
+    .bind(changes.max_stay_minutes)
+    .bind(changes.active)
+    .fetch_optional(conn)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spots::model::Facility;
+
+    fn row(id: u128, distance: f64) -> SpotMatch {
+        SpotMatch {
+            spot: Spot {
+                id: Uuid::from_u128(id),
+                meter_number: id.to_string(),
+                lat: 0.0,
+                lng: 0.0,
+                borough: "Queens".into(),
+                street: None,
+                side: None,
+                from_street: None,
+                to_street: None,
+                facility: Facility::OnStreet,
+                rule: None,
+                max_stay_minutes: 120,
+                rate_cents_per_hour: 250,
+                currency: "usd".into(),
+                active: true,
+            },
+            available: true,
+            distance_m: Some(distance),
+        }
+    }
+
+    fn ids(rows: &[SpotMatch]) -> Vec<u128> {
+        rows.iter().map(|r| r.spot.id.as_u128()).collect()
+    }
+
+    #[test]
+    fn a_short_read_is_the_last_page() {
+        let (page, cursor) = page_of_nearest(vec![row(2, 5.0), row(1, 3.0)], 2).unwrap();
+        assert_eq!((ids(&page), cursor), (vec![1, 2], None));
+    }
+
+    #[test]
+    fn a_tie_at_the_boundary_moves_to_the_next_page() {
+        let rows = vec![row(1, 1.0), row(9, 2.0), row(3, 2.0), row(4, 2.0)];
+        let (page, cursor) = page_of_nearest(rows, 3).unwrap();
+        assert_eq!(ids(&page), [1]);
+        assert_eq!(
+            cursor,
+            Some(SearchCursor::Nearest {
+                distance_m: 1.0,
+                id: Uuid::from_u128(1)
+            })
+        );
+    }
+
+    #[test]
+    fn a_page_that_is_one_tie_needs_the_exact_query() {
+        assert!(page_of_nearest(vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)], 2).is_none());
+        let (page, cursor) = page_in_exact_order(vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)], 2);
+        assert_eq!(ids(&page), [1, 2]);
+        assert_eq!(
+            cursor,
+            Some(SearchCursor::Nearest {
+                distance_m: 2.0,
+                id: Uuid::from_u128(2)
+            })
+        );
+    }
+}
