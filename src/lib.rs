@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod payments;
 pub mod rate_limit;
 pub mod redis_pool;
 pub mod shutdown;
