@@ -9,6 +9,7 @@
 //! Every call that creates something at Stripe takes an idempotency key from the caller: a
 //! retried charge with the same key can never charge twice.
 
+pub mod fake_stripe;
 mod stripe_gateway;
 pub mod webhook;
 
