@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod payments;
 pub mod rate_limit;
 pub mod redis_pool;
 pub mod shutdown;

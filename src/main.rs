@@ -2,7 +2,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use curbside::app::Application;
 use curbside::auth::{db as accounts, model::Email};
-use curbside::config::Config;
+use curbside::config::{AppEnv, Config};
+use curbside::payments::fake_stripe;
 use curbside::spots::import::{RateTable, import_meters};
 use curbside::{db, shutdown, telemetry};
 
@@ -36,11 +37,24 @@ enum Command {
         /// The account's email address.
         email: String,
     },
+    /// Serve a local imitation of Stripe for development and tests (never in production).
+    FakeStripe(fake_stripe::cli::Args),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The imitation of Stripe needs none of the API's settings (nor its database).
+    if let Command::FakeStripe(args) = cli.command {
+        telemetry::init(AppEnv::Development);
+        return match fake_stripe::cli::run(args, shutdown::signal()).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -106,6 +120,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             tracing::info!(email = email.as_str(), "account is now an operator");
         }
+        Command::FakeStripe(_) => unreachable!("handled before the configuration is read"),
     }
     Ok(())
 }

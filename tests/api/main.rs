@@ -5,4 +5,5 @@ mod auth;
 mod errors;
 mod helpers;
 mod operations;
+mod payments;
 mod spots;

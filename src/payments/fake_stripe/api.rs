@@ -1,0 +1,843 @@
+//! The Stripe endpoints Curbside uses, with Stripe's rules: bearer-key authentication,
+//! form-encoded parameters, idempotency keys, card outcomes and events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::cards::{self, Attempt, TestCard};
+use super::objects::{self, NewPaymentIntent, error_body, new_id};
+use super::{Shared, form};
+
+/// Everything the imitation remembers. Guarded by one mutex that is never held across an
+/// `.await`: each request is handled whole under it, so requests never interleave.
+#[derive(Default)]
+pub(super) struct Store {
+    customers: HashMap<String, Value>,
+    setup_intents: HashMap<String, Value>,
+    /// In creation order, so tests see charges in the order they were made.
+    pub payment_intents: Vec<Value>,
+    payment_methods: HashMap<String, SavedMethod>,
+    /// Responses by idempotency key, replayed for the same request.
+    idempotency: HashMap<String, Stored>,
+}
+
+/// A payment method and the test card that decides how it behaves.
+struct SavedMethod {
+    object: Value,
+    card: &'static TestCard,
+    /// Saved with a SetupIntent, which spares some cards authentication later.
+    set_up: bool,
+}
+
+struct Stored {
+    method: Method,
+    path: String,
+    params: Map<String, Value>,
+    status: StatusCode,
+    body: Value,
+}
+
+/// Who is calling: the secret key (the server) or the publishable key (Stripe.js in a
+/// browser, which may only touch a SetupIntent whose client secret it holds).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Secret,
+    Publishable,
+}
+
+/// An error answer: the status and Stripe's `{"error": {…}}` body.
+pub(super) struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &str, fields: Value) -> Self {
+        let fields = match fields {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        Self {
+            status,
+            body: error_body(kind, fields),
+        }
+    }
+
+    fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            json!({"message": message.into(), "param": param}),
+        )
+    }
+
+    fn invalid_code(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            json!({"code": code, "message": message.into(), "param": param}),
+        )
+    }
+
+    /// A missing object named in the path (404) or in a parameter (400), as Stripe does.
+    fn no_such(what: &str, id: &str, param: &str, in_path: bool) -> Self {
+        let status = if in_path {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(
+            status,
+            "invalid_request_error",
+            json!({"code": "resource_missing", "message": format!("No such {what}: '{id}'"),
+                   "param": param}),
+        )
+    }
+
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            json!({"message": message.into()}),
+        )
+    }
+
+    /// What an injected fault answers: Stripe's own words for a 5xx or a 429.
+    pub(super) fn injected(status: StatusCode) -> Self {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Self::new(
+                status,
+                "invalid_request_error",
+                json!({"code": "rate_limit",
+                       "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}),
+            );
+        }
+        Self::new(
+            status,
+            "api_error",
+            json!({"message": "An unknown error occurred"}),
+        )
+    }
+}
+
+/// What a request leaves behind besides its answer: events to deliver.
+pub(super) struct Ctx {
+    request_id: String,
+    idempotency_key: Option<String>,
+    pub events: Vec<Value>,
+}
+
+impl Ctx {
+    fn emit(&mut self, kind: &str, object: &Value) {
+        self.events.push(objects::event(
+            &new_id("evt"),
+            kind,
+            object,
+            Some(&self.request_id),
+            self.idempotency_key.as_deref(),
+        ));
+    }
+}
+
+/// One record per API request, for tests ("was an idempotency key sent?").
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// The decoded form parameters (or query), e.g. `{"metadata": {"reservation_id": …}}`.
+    pub params: Value,
+    pub idempotency_key: Option<String>,
+    pub status: u16,
+    /// Whether the answer was a stored one, replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+/// Every Stripe API request lands here (the control API has its own routes).
+pub(super) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let request_id = new_id("req");
+
+    // An injected fault stands for a failure in front of the API: nothing is executed.
+    if let Some(status) = shared.take_fault(&path) {
+        let error = ApiError::injected(status);
+        shared
+            .lock()
+            .record(&method, &uri, &headers, &body, status, false);
+        return respond(error.status, &error.body, &request_id, false);
+    }
+
+    let request = Request {
+        method: &method,
+        path: &path,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+        request_id: &request_id,
+    };
+    let (status, answer, replayed) = match execute(&shared, &request) {
+        Ok(answer) => answer,
+        Err(error) => (error.status, error.body, false),
+    };
+    shared
+        .lock()
+        .record(&method, &uri, &headers, &body, status, replayed);
+
+    if let Some(delay) = shared.delay_for(&path) {
+        // After the work is done: a client that gives up meanwhile has lost an answer to a
+        // request that did happen, which is what a retry with the same key must cope with.
+        tokio::time::sleep(delay).await;
+    }
+    respond(status, &answer, &request_id, replayed)
+}
+
+fn respond(status: StatusCode, body: &Value, request_id: &str, replayed: bool) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("request-id", value);
+    }
+    headers.insert(
+        "stripe-version",
+        HeaderValue::from_static(objects::API_VERSION),
+    );
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    request_id: &'a str,
+}
+
+fn execute(
+    shared: &Arc<Shared>,
+    request: &Request<'_>,
+) -> Result<(StatusCode, Value, bool), ApiError> {
+    let Request {
+        method,
+        path,
+        uri,
+        headers,
+        body,
+        request_id,
+    } = *request;
+    let caller = authenticate(headers)?;
+    let raw = if *method == Method::GET {
+        uri.query().unwrap_or("").as_bytes()
+    } else {
+        body
+    };
+    let params = form::decode(raw).map_err(|message| ApiError::invalid(message, None))?;
+    let idempotency_key = (*method == Method::POST)
+        .then(|| {
+            headers
+                .get("idempotency-key")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .flatten();
+
+    let mut state = shared.lock();
+    if let Some(key) = &idempotency_key
+        && let Some(stored) = state.store.idempotency.get(key)
+    {
+        if stored.method == *method && stored.path == path && stored.params == params {
+            let answer = (stored.status, stored.body.clone(), true);
+            return Ok(answer);
+        }
+        let error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_error",
+            json!({"message": format!(
+                "Keys for idempotent requests can only be used with the same parameters they \
+                 were first used with. Try using a key other than '{key}' if you meant to \
+                 execute a different request.")}),
+        );
+        return Err(error);
+    }
+
+    let mut ctx = Ctx {
+        request_id: request_id.to_owned(),
+        idempotency_key: idempotency_key.clone(),
+        events: Vec::new(),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = state
+        .store
+        .route(method, &segments, &Params(params.clone()), caller, &mut ctx);
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => (error.status, error.body),
+    };
+    // Stripe keeps the result of a request that ran (including a decline), not of one refused
+    // before it ran (bad parameters, missing objects).
+    if let Some(key) = &idempotency_key
+        && (status.is_success() || status == StatusCode::PAYMENT_REQUIRED)
+    {
+        state.store.idempotency.insert(
+            key.clone(),
+            Stored {
+                method: method.clone(),
+                path: path.to_owned(),
+                params,
+                status,
+                body: body.clone(),
+            },
+        );
+    }
+    let deliveries = state.record_events(ctx.events);
+    drop(state);
+    if !deliveries.is_empty() {
+        shared.notify();
+    }
+    for index in deliveries {
+        super::webhooks::spawn_delivery(shared.clone(), index);
+    }
+    Ok((status, body, false))
+}
+
+fn authenticate(headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "You did not provide an API key. You need to provide your API key in the \
+             Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        ));
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    if key.starts_with("sk_test_") && key.len() > "sk_test_".len() {
+        Ok(Caller::Secret)
+    } else if key.starts_with("pk_test_") && key.len() > "pk_test_".len() {
+        Ok(Caller::Publishable)
+    } else {
+        let shown: String = key.chars().take(8).collect();
+        Err(ApiError::unauthorized(format!(
+            "Invalid API Key provided: {shown}****"
+        )))
+    }
+}
+
+/// Request parameters, every leaf a string as on the wire.
+struct Params(Map<String, Value>);
+
+impl Params {
+    fn str(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.str(name).ok_or_else(|| {
+            ApiError::invalid_code(
+                "parameter_missing",
+                format!("Missing required param: {name}."),
+                Some(name),
+            )
+        })
+    }
+
+    fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.str(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::invalid_code(
+                        "parameter_invalid_integer",
+                        format!("Invalid integer: {v}"),
+                        Some(name),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.str(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::invalid_code(
+                "parameter_invalid_boolean",
+                format!("Invalid boolean: {other}"),
+                Some(name),
+            )),
+        }
+    }
+
+    fn metadata(&self) -> Result<Value, ApiError> {
+        match self.0.get("metadata") {
+            None => Ok(json!({})),
+            Some(Value::String(s)) if s.is_empty() => Ok(json!({})),
+            Some(Value::Object(map)) if map.values().all(Value::is_string) => {
+                Ok(Value::Object(map.clone()))
+            }
+            Some(_) => Err(ApiError::invalid(
+                "Invalid metadata: must be a hash of strings",
+                Some("metadata"),
+            )),
+        }
+    }
+}
+
+impl Store {
+    fn route(
+        &mut self,
+        method: &Method,
+        segments: &[&str],
+        params: &Params,
+        caller: Caller,
+        ctx: &mut Ctx,
+    ) -> Result<Value, ApiError> {
+        let secret_only = || {
+            if caller == Caller::Secret {
+                Ok(())
+            } else {
+                Err(ApiError::unauthorized(
+                    "This API call cannot be made with a publishable API key. Please use a \
+                     secret API key.",
+                ))
+            }
+        };
+        match (method.as_str(), segments) {
+            ("POST", ["v1", "customers"]) => {
+                secret_only()?;
+                self.create_customer(params)
+            }
+            ("GET", ["v1", "customers", id]) => {
+                secret_only()?;
+                self.customers
+                    .get(*id)
+                    .cloned()
+                    .ok_or_else(|| ApiError::no_such("customer", id, "id", true))
+            }
+            ("POST", ["v1", "setup_intents"]) => {
+                secret_only()?;
+                self.create_setup_intent(params, ctx)
+            }
+            ("GET", ["v1", "setup_intents", id]) => {
+                let intent = self.setup_intent(id, params, caller)?;
+                Ok(intent.clone())
+            }
+            ("POST", ["v1", "setup_intents", id, "confirm"]) => {
+                self.setup_intent(id, params, caller)?;
+                self.confirm_setup_intent(id, params, ctx)
+            }
+            ("POST", ["v1", "payment_intents"]) => {
+                secret_only()?;
+                self.create_payment_intent(params, ctx)
+            }
+            ("GET", ["v1", "payment_intents", id]) => {
+                secret_only()?;
+                self.payment_intents
+                    .iter()
+                    .find(|pi| pi["id"] == *id)
+                    .cloned()
+                    .ok_or_else(|| ApiError::no_such("payment_intent", id, "intent", true))
+            }
+            ("GET", ["v1", "payment_methods", id]) => {
+                secret_only()?;
+                if let Some(card) = cards::find(id) {
+                    return Ok(objects::payment_method(id, card, None));
+                }
+                self.payment_methods
+                    .get(*id)
+                    .map(|pm| pm.object.clone())
+                    .ok_or_else(|| ApiError::no_such("PaymentMethod", id, "payment_method", true))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                json!({"message": format!(
+                    "Unrecognized request URL ({}: /{}). This imitation of Stripe serves only \
+                     what Curbside uses.", method, segments.join("/"))}),
+            )),
+        }
+    }
+
+    fn create_customer(&mut self, params: &Params) -> Result<Value, ApiError> {
+        let email = params.str("email");
+        if let Some(email) = email
+            && !email.contains('@')
+        {
+            return Err(ApiError::invalid_code(
+                "email_invalid",
+                format!("Invalid email address: {email}"),
+                Some("email"),
+            ));
+        }
+        let id = new_id("cus");
+        let customer = objects::customer(&id, email, params.str("name"), params.metadata()?);
+        self.customers.insert(id, customer.clone());
+        Ok(customer)
+    }
+
+    fn create_setup_intent(&mut self, params: &Params, ctx: &mut Ctx) -> Result<Value, ApiError> {
+        let customer = params.str("customer");
+        if let Some(customer) = customer
+            && !self.customers.contains_key(customer)
+        {
+            return Err(ApiError::no_such("customer", customer, "customer", false));
+        }
+        let usage = params.str("usage").unwrap_or("off_session");
+        if !matches!(usage, "off_session" | "on_session") {
+            return Err(ApiError::invalid(
+                "Invalid usage: must be one of off_session or on_session",
+                Some("usage"),
+            ));
+        }
+        let id = new_id("seti");
+        let intent = objects::setup_intent(&id, customer, usage, params.metadata()?);
+        self.setup_intents.insert(id.clone(), intent.clone());
+        if params.bool("confirm")? == Some(true) {
+            return self.confirm_setup_intent(&id, params, ctx);
+        }
+        Ok(intent)
+    }
+
+    /// The SetupIntent named in the path, if this caller may see it.
+    fn setup_intent(&self, id: &str, params: &Params, caller: Caller) -> Result<&Value, ApiError> {
+        let intent = self
+            .setup_intents
+            .get(id)
+            .ok_or_else(|| ApiError::no_such("setupintent", id, "intent", true))?;
+        if caller == Caller::Publishable
+            && params.str("client_secret") != intent["client_secret"].as_str()
+        {
+            return Err(ApiError::invalid(
+                "The client_secret provided does not match the client_secret associated with the SetupIntent.",
+                Some("client_secret"),
+            ));
+        }
+        Ok(intent)
+    }
+
+    fn confirm_setup_intent(
+        &mut self,
+        id: &str,
+        params: &Params,
+        ctx: &mut Ctx,
+    ) -> Result<Value, ApiError> {
+        let mut intent = self.setup_intents[id].clone();
+        let status = intent["status"].as_str().unwrap_or_default().to_owned();
+        if !matches!(
+            status.as_str(),
+            "requires_payment_method" | "requires_confirmation" | "requires_action"
+        ) {
+            return Err(ApiError::invalid_code(
+                "setup_intent_unexpected_state",
+                format!("You cannot confirm this SetupIntent because it has a status of {status}."),
+                None,
+            ));
+        }
+        let requested = params
+            .str("payment_method")
+            .map(str::to_owned)
+            .or_else(|| intent["payment_method"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                ApiError::invalid_code(
+                    "setup_intent_unexpected_state",
+                    "You cannot confirm this SetupIntent because it's missing a payment method. \
+                     Update the SetupIntent with a payment method and then confirm it again.",
+                    None,
+                )
+            })?;
+        let customer = intent["customer"].as_str().map(str::to_owned);
+        let pm_id = self.resolve_payment_method(&requested, None)?;
+        let method = &self.payment_methods[&pm_id];
+        let card = method.card;
+        let pm_object = method.object.clone();
+
+        intent["latest_attempt"] = new_id("setatt").into();
+        let result = match card.on_setup {
+            Attempt::Approve | Attempt::Authenticate => {
+                // (Authentication is taken as completed by the driver in the browser.)
+                let method = self.payment_methods.get_mut(&pm_id).expect("just resolved");
+                method.set_up = true;
+                if let Some(customer) = &customer {
+                    method.object["customer"] = customer.clone().into();
+                }
+                intent["status"] = "succeeded".into();
+                intent["payment_method"] = pm_id.clone().into();
+                intent["last_setup_error"] = Value::Null;
+                ctx.emit("setup_intent.succeeded", &intent);
+                Ok(intent.clone())
+            }
+            Attempt::Decline(decline_code) => {
+                let mut error = card_error_fields("card_declined", decline_code, &pm_object, None);
+                intent["status"] = "requires_payment_method".into();
+                intent["payment_method"] = Value::Null;
+                intent["last_setup_error"] = Value::Object(error.clone());
+                ctx.emit("setup_intent.setup_failed", &intent);
+                error.insert("setup_intent".into(), intent.clone());
+                error.insert("request_log_url".into(), request_log_url(&ctx.request_id));
+                Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "card_error",
+                    Value::Object(error),
+                ))
+            }
+        };
+        self.setup_intents.insert(id.to_owned(), intent);
+        result
+    }
+
+    /// The `pm_…` to use for `requested`: a test token makes a new payment method, as at
+    /// Stripe; an existing one must belong to `customer` when it belongs to anybody.
+    fn resolve_payment_method(
+        &mut self,
+        requested: &str,
+        customer: Option<Option<&str>>,
+    ) -> Result<String, ApiError> {
+        if let Some(card) = cards::find(requested) {
+            let id = new_id("pm");
+            self.payment_methods.insert(
+                id.clone(),
+                SavedMethod {
+                    object: objects::payment_method(&id, card, None),
+                    card,
+                    set_up: false,
+                },
+            );
+            return Ok(id);
+        }
+        let method = self.payment_methods.get(requested).ok_or_else(|| {
+            ApiError::no_such("PaymentMethod", requested, "payment_method", false)
+        })?;
+        if let (Some(customer), Some(owner)) = (customer, method.object["customer"].as_str())
+            && customer != Some(owner)
+        {
+            return Err(ApiError::invalid_code(
+                "resource_missing",
+                format!(
+                    "The customer does not have a payment method with the ID {requested}. The \
+                     payment method must be attached to the customer."
+                ),
+                Some("payment_method"),
+            ));
+        }
+        Ok(requested.to_owned())
+    }
+
+    fn create_payment_intent(&mut self, params: &Params, ctx: &mut Ctx) -> Result<Value, ApiError> {
+        let amount = params.int("amount")?.ok_or_else(|| {
+            ApiError::invalid_code(
+                "parameter_missing",
+                "Missing required param: amount.",
+                Some("amount"),
+            )
+        })?;
+        let currency = params.required("currency")?.to_ascii_lowercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(ApiError::invalid(
+                format!("Invalid currency: {currency}."),
+                Some("currency"),
+            ));
+        }
+        if amount < 1 {
+            return Err(ApiError::invalid(
+                "This value must be greater than or equal to 1.",
+                Some("amount"),
+            ));
+        }
+        if currency == "usd" && amount < 50 {
+            return Err(ApiError::invalid_code(
+                "amount_too_small",
+                "Amount must be at least $0.50 usd",
+                Some("amount"),
+            ));
+        }
+        let customer = params.str("customer");
+        if let Some(customer) = customer
+            && !self.customers.contains_key(customer)
+        {
+            return Err(ApiError::no_such("customer", customer, "customer", false));
+        }
+        let confirm = params.bool("confirm")?.unwrap_or(false);
+        let off_session = match params.str("off_session") {
+            None | Some("false") => false,
+            Some("true" | "one_off" | "recurring") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    format!("Invalid off_session: {other}"),
+                    Some("off_session"),
+                ));
+            }
+        };
+        if off_session && !confirm {
+            return Err(ApiError::invalid(
+                "You can only pass `off_session` when `confirm` is set to `true`.",
+                Some("off_session"),
+            ));
+        }
+        let payment_method = params
+            .str("payment_method")
+            .map(|pm| self.resolve_payment_method(pm, Some(customer)))
+            .transpose()?;
+        if confirm && payment_method.is_none() {
+            return Err(ApiError::invalid_code(
+                "payment_intent_unexpected_state",
+                "You cannot confirm this PaymentIntent because it's missing a payment method. \
+                 To confirm the PaymentIntent with cus, specify a payment method.",
+                None,
+            ));
+        }
+
+        let id = new_id("pi");
+        let mut intent = objects::payment_intent(&NewPaymentIntent {
+            id: &id,
+            amount,
+            currency: &currency,
+            customer,
+            payment_method: payment_method.as_deref(),
+            description: params.str("description"),
+            metadata: params.metadata()?,
+        });
+        let result = match &payment_method {
+            Some(pm_id) if confirm => self.attempt_payment(&mut intent, pm_id, off_session, ctx),
+            _ => Ok(()),
+        };
+        self.payment_intents.push(intent.clone());
+        result.map(|()| intent)
+    }
+
+    /// Tries the card for the intent's amount and moves the intent to its next state.
+    fn attempt_payment(
+        &mut self,
+        intent: &mut Value,
+        pm_id: &str,
+        off_session: bool,
+        ctx: &mut Ctx,
+    ) -> Result<(), ApiError> {
+        let method = &self.payment_methods[pm_id];
+        let attempt = if method.set_up {
+            method.card.on_payment_after_setup
+        } else {
+            method.card.on_payment
+        };
+        let pm_object = method.object.clone();
+        let (code, decline_code, charge) = match attempt {
+            Attempt::Approve => {
+                intent["status"] = "succeeded".into();
+                intent["amount_received"] = intent["amount"].clone();
+                intent["latest_charge"] = new_id("ch").into();
+                ctx.emit("payment_intent.succeeded", intent);
+                return Ok(());
+            }
+            Attempt::Authenticate if !off_session => {
+                intent["status"] = "requires_action".into();
+                intent["next_action"] = json!({
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {"type": "three_d_secure_redirect",
+                                       "stripe_js": "https://hooks.stripe.com/3d_secure_2/hosted"}
+                });
+                ctx.emit("payment_intent.requires_action", intent);
+                return Ok(());
+            }
+            Attempt::Authenticate => ("authentication_required", "authentication_required", None),
+            Attempt::Decline(decline_code) => ("card_declined", decline_code, Some(new_id("ch"))),
+        };
+        let mut error = card_error_fields(code, decline_code, &pm_object, charge.as_deref());
+        intent["status"] = "requires_payment_method".into();
+        intent["latest_charge"] = charge.map_or(Value::Null, Value::from);
+        intent["last_payment_error"] = Value::Object(error.clone());
+        ctx.emit("payment_intent.payment_failed", intent);
+        error.insert("payment_intent".into(), intent.clone());
+        error.insert("request_log_url".into(), request_log_url(&ctx.request_id));
+        Err(ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_error",
+            Value::Object(error),
+        ))
+    }
+}
+
+/// The fields of a card error, as in `last_payment_error` and in the 402 body.
+fn card_error_fields(
+    code: &str,
+    decline_code: &str,
+    payment_method: &Value,
+    charge: Option<&str>,
+) -> Map<String, Value> {
+    let message = match (code, decline_code) {
+        ("authentication_required", _) => {
+            "Your card was declined. This transaction requires authentication."
+        }
+        (_, "insufficient_funds") => "Your card has insufficient funds.",
+        _ => "Your card was declined.",
+    };
+    let mut fields = Map::new();
+    fields.insert("type".into(), "card_error".into());
+    fields.insert("code".into(), code.into());
+    fields.insert("decline_code".into(), decline_code.into());
+    fields.insert(
+        "doc_url".into(),
+        format!(
+            "https://stripe.com/docs/error-codes/{}",
+            code.replace('_', "-")
+        )
+        .into(),
+    );
+    fields.insert("message".into(), message.into());
+    fields.insert("payment_method".into(), payment_method.clone());
+    if let Some(charge) = charge {
+        fields.insert("charge".into(), charge.into());
+    }
+    fields
+}
+
+fn request_log_url(request_id: &str) -> Value {
+    format!("https://dashboard.stripe.com/test/logs/{request_id}").into()
+}
+
+impl super::FakeState {
+    pub(super) fn record(
+        &mut self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        status: StatusCode,
+        replayed: bool,
+    ) {
+        let raw = if *method == Method::GET {
+            uri.query().unwrap_or("").as_bytes()
+        } else {
+            body
+        };
+        self.requests.push(RequestRecord {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            params: form::decode(raw).map_or(Value::Null, Value::Object),
+            idempotency_key: headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            status: status.as_u16(),
+            replayed,
+        });
+    }
+}

@@ -1,0 +1,298 @@
+//! [`PaymentGateway`] over async-stripe 1.0.0-rc.10.
+//!
+//! Both intents are limited to cards (`allowed_payment_method_types[]=card`, the current name of
+//! `payment_method_types`): Curbside charges saved cards off-session and shows their last four
+//! digits, so a payment method of another kind saved in the browser would be of no use.
+//!
+//! The SDK sends each request once (`RequestStrategy::Idempotent` never retries by itself);
+//! retrying is the caller's decision, made with the same idempotency key.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+use stripe::{
+    Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest as _,
+};
+use stripe_core::customer::CreateCustomer;
+use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
+use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
+use stripe_payment::payment_method::RetrievePaymentMethod;
+use stripe_shared::{
+    ApiErrors, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentStatus,
+    SetupIntentAllowedPaymentMethodTypes,
+};
+
+use super::webhook::{self, WebhookError, WebhookEvent};
+use super::{
+    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentsConfig,
+    SetupIntent, SetupIntentStatus,
+};
+
+/// The Stripe implementation of [`PaymentGateway`]. Cheap to clone; build one at start-up.
+#[derive(Clone)]
+pub struct StripeGateway {
+    client: Client,
+    webhook_secret: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for StripeGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeGateway").finish_non_exhaustive()
+    }
+}
+
+impl StripeGateway {
+    /// Fails only on a secret key or base URL that cannot be used in a request.
+    pub fn new(config: &PaymentsConfig) -> Result<Self, PaymentError> {
+        let client = ClientBuilder::new(config.secret_key.expose_secret())
+            .url(config.api_base.as_str())
+            .timeout(config.timeout)
+            .app_info("curbside", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
+            .build()
+            .map_err(|error| PaymentError::Unexpected(error.to_string()))?;
+        Ok(Self {
+            client,
+            webhook_secret: config.webhook_secret.clone(),
+        })
+    }
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, PaymentError> {
+    let key = IdempotencyKey::new(key).map_err(|error| PaymentError::Rejected {
+        status: 400,
+        code: "idempotency_key_invalid".into(),
+        message: error.to_string(),
+    })?;
+    Ok(RequestStrategy::Idempotent(key))
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for StripeGateway {
+    #[tracing::instrument(skip_all)]
+    async fn create_customer(
+        &self,
+        email: &str,
+        idempotency_key: &str,
+    ) -> Result<CustomerId, PaymentError> {
+        let customer = CreateCustomer::new()
+            .email(email)
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(CustomerId::new(customer.id.as_str()))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer.id = %customer_id))]
+    async fn create_setup_intent(
+        &self,
+        customer_id: &CustomerId,
+        idempotency_key: &str,
+    ) -> Result<SetupIntent, PaymentError> {
+        let intent = CreateSetupIntent::new()
+            .customer(customer_id.as_str())
+            .usage(CreateSetupIntentUsage::OffSession)
+            .allowed_payment_method_types(vec![SetupIntentAllowedPaymentMethodTypes::Card])
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        setup_intent(intent)
+    }
+
+    #[tracing::instrument(skip_all, fields(setup_intent.id = %id))]
+    async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntent, PaymentError> {
+        let intent = RetrieveSetupIntent::new(id)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        setup_intent(intent)
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_method.id = %payment_method_id))]
+    async fn card_last4(&self, payment_method_id: &str) -> Result<Option<String>, PaymentError> {
+        let method = RetrievePaymentMethod::new(payment_method_id)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(method.card.map(|card| card.last4))
+    }
+
+    #[tracing::instrument(skip_all, fields(reservation.id = %request.reservation_id))]
+    async fn charge_off_session(
+        &self,
+        request: &ChargeRequest,
+    ) -> Result<ChargeOutcome, PaymentError> {
+        let currency = request
+            .currency
+            .parse::<stripe_types::Currency>()
+            .unwrap_or_else(|never| match never {});
+        let metadata = HashMap::from([(
+            "reservation_id".to_owned(),
+            request.reservation_id.to_string(),
+        )]);
+        let result = CreatePaymentIntent::new(request.amount_cents, currency)
+            .customer(request.customer_id.as_str())
+            .payment_method(request.payment_method_id.as_str())
+            .allowed_payment_method_types(vec![PaymentIntentAllowedPaymentMethodTypes::Card])
+            .off_session(CreatePaymentIntentOffSession::Bool(true))
+            .confirm(true)
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&request.idempotency_key)?)
+            .send(&self.client)
+            .await;
+        match result {
+            Ok(intent) => Ok(charge_outcome(intent)),
+            Err(StripeError::Stripe(error, 402)) => Ok(declined_outcome(&error)),
+            Err(error) => Err(classify(error)),
+        }
+    }
+
+    fn verify_webhook(
+        &self,
+        raw_body: &[u8],
+        stripe_signature: &str,
+    ) -> Result<WebhookEvent, WebhookError> {
+        webhook::verify(
+            raw_body,
+            stripe_signature,
+            self.webhook_secret.expose_secret(),
+            chrono::Utc::now().timestamp(),
+        )
+    }
+}
+
+fn setup_intent(intent: stripe_shared::SetupIntent) -> Result<SetupIntent, PaymentError> {
+    let client_secret = intent.client_secret.ok_or_else(|| {
+        PaymentError::Unexpected(format!(
+            "SetupIntent {} came without client_secret",
+            intent.id
+        ))
+    })?;
+    Ok(SetupIntent {
+        id: intent.id.to_string(),
+        client_secret,
+        status: SetupIntentStatus::parse(intent.status.as_str()),
+        payment_method: intent.payment_method.map(|pm| pm.id().to_string()),
+    })
+}
+
+/// The outcome of a PaymentIntent that Stripe returned with 200.
+fn charge_outcome(intent: stripe_shared::PaymentIntent) -> ChargeOutcome {
+    let payment_intent_id = intent.id.to_string();
+    match intent.status {
+        PaymentIntentStatus::Succeeded => ChargeOutcome::Succeeded { payment_intent_id },
+        PaymentIntentStatus::RequiresAction => ChargeOutcome::RequiresAction { payment_intent_id },
+        PaymentIntentStatus::RequiresPaymentMethod => {
+            // A failed attempt that came back as 200 (Stripe reports these as 402, but the
+            // object alone is enough to tell).
+            let error = intent.last_payment_error.as_deref();
+            ChargeOutcome::Declined {
+                payment_intent_id: Some(payment_intent_id),
+                code: error
+                    .and_then(|e| e.code.as_ref())
+                    .map_or("card_declined", |code| code.as_str())
+                    .to_owned(),
+                decline_code: error.and_then(|e| e.decline_code.clone()),
+                message: error
+                    .and_then(|e| e.message.clone())
+                    .unwrap_or_else(|| "The payment was not completed.".to_owned()),
+            }
+        }
+        // processing, requires_confirmation, requires_capture: the result will come by webhook
+        // (or by retrieving the intent); nothing was refused.
+        _ => ChargeOutcome::Processing { payment_intent_id },
+    }
+}
+
+/// A 402 from a confirmed PaymentIntent: the card was tried and did not pay.
+fn declined_outcome(error: &ApiErrors) -> ChargeOutcome {
+    let code = error
+        .code
+        .as_ref()
+        .map_or("card_declined", |code| code.as_str())
+        .to_owned();
+    let payment_intent_id = error.payment_intent.as_ref().map(|pi| pi.id.to_string());
+    if code == "authentication_required"
+        && let Some(payment_intent_id) = payment_intent_id.clone()
+    {
+        return ChargeOutcome::RequiresAction { payment_intent_id };
+    }
+    ChargeOutcome::Declined {
+        payment_intent_id,
+        code,
+        decline_code: error.decline_code.clone(),
+        message: error
+            .message
+            .clone()
+            .unwrap_or_else(|| "The card was declined.".to_owned()),
+    }
+}
+
+/// Sorts an SDK error into what the caller can do about it.
+fn classify(error: StripeError) -> PaymentError {
+    match error {
+        StripeError::Stripe(error, status) => {
+            let code = error.code.as_ref().map_or_else(
+                || error.type_.as_str().to_owned(),
+                |code| code.as_str().to_owned(),
+            );
+            let message = error.message.clone().unwrap_or_default();
+            if matches!(status, 409 | 429) || status >= 500 {
+                PaymentError::Unavailable(format!("Stripe answered {status} {code}: {message}"))
+            } else {
+                PaymentError::Rejected {
+                    status,
+                    code,
+                    message,
+                }
+            }
+        }
+        StripeError::Timeout => PaymentError::Unavailable("timed out".into()),
+        StripeError::ClientError(message) => PaymentError::Unavailable(message),
+        // The SDK says this when a non-2xx answer was not a Stripe error object: a proxy or
+        // load balancer answered (502 pages and the like), not Stripe's API.
+        StripeError::JSONDeserialize(message) if message == "error deserializing Stripe error" => {
+            PaymentError::Unavailable("an error answer that is not from Stripe's API".into())
+        }
+        StripeError::JSONDeserialize(message) | StripeError::ConfigError(message) => {
+            PaymentError::Unexpected(message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_errors_are_sorted_by_what_the_caller_can_do() {
+        assert!(classify(StripeError::Timeout).is_retryable());
+        assert!(classify(StripeError::ClientError("connection refused".into())).is_retryable());
+        assert!(
+            classify(StripeError::JSONDeserialize(
+                "error deserializing Stripe error".into()
+            ))
+            .is_retryable()
+        );
+        assert!(matches!(
+            classify(StripeError::JSONDeserialize(
+                "error deserializing request data".into()
+            )),
+            PaymentError::Unexpected(_)
+        ));
+    }
+
+    #[test]
+    fn the_base_url_keeps_its_trailing_slash() {
+        let config =
+            PaymentsConfig::new("sk_test_x", "whsec_x").with_api_base("http://127.0.0.1:1");
+        assert_eq!(config.api_base, "http://127.0.0.1:1/");
+        let config = config.with_api_base("http://127.0.0.1:2/");
+        assert_eq!(config.api_base, "http://127.0.0.1:2/");
+        assert!(StripeGateway::new(&config).is_ok());
+    }
+}

@@ -1,0 +1,832 @@
+//! The Stripe adapter against the imitation of Stripe, over real HTTP: every gateway call,
+//! every card outcome, idempotency under faults and timeouts, and signed webhooks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use curbside::payments::fake_stripe::{
+    FakeStripe, FakeStripeOptions, PaymentIntentFilter, TEST_SECRET_KEY,
+};
+use curbside::payments::webhook::{self, TOLERANCE_SECONDS};
+use curbside::payments::{
+    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentsConfig,
+    SetupIntentStatus, StripeGateway, WebhookError, WebhookEventKind,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn fake() -> FakeStripe {
+    FakeStripe::start(FakeStripeOptions::default())
+        .await
+        .expect("the fake Stripe starts")
+}
+
+fn gateway_for(fake: &FakeStripe) -> StripeGateway {
+    gateway_with(fake, |config| config)
+}
+
+fn gateway_with(
+    fake: &FakeStripe,
+    adjust: impl FnOnce(PaymentsConfig) -> PaymentsConfig,
+) -> StripeGateway {
+    let config = PaymentsConfig::new(TEST_SECRET_KEY, fake.webhook_secret())
+        .with_api_base(fake.base_url().trim_end_matches('/'));
+    StripeGateway::new(&adjust(config)).expect("the gateway builds")
+}
+
+fn key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// A customer with a card saved through a SetupIntent, as the browser would save it.
+async fn saved_card(
+    fake: &FakeStripe,
+    gateway: &StripeGateway,
+    card: &str,
+) -> (CustomerId, String) {
+    let customer = gateway
+        .create_customer("driver@example.com", &key())
+        .await
+        .unwrap();
+    let intent = gateway
+        .create_setup_intent(&customer, &key())
+        .await
+        .unwrap();
+    let (status, body) = fake
+        .confirm_setup_intent(&intent.client_secret, card)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let intent = gateway.retrieve_setup_intent(&intent.id).await.unwrap();
+    assert_eq!(intent.status, SetupIntentStatus::Succeeded);
+    (customer, intent.payment_method.expect("a saved card"))
+}
+
+fn charge(customer: &CustomerId, payment_method: &str, amount_cents: i64) -> ChargeRequest {
+    ChargeRequest {
+        customer_id: customer.clone(),
+        payment_method_id: payment_method.to_owned(),
+        amount_cents,
+        currency: "usd".into(),
+        reservation_id: Uuid::new_v4(),
+        idempotency_key: key(),
+    }
+}
+
+fn for_reservation(request: &ChargeRequest) -> PaymentIntentFilter {
+    PaymentIntentFilter {
+        reservation_id: Some(request.reservation_id.to_string()),
+        ..PaymentIntentFilter::default()
+    }
+}
+
+#[tokio::test]
+async fn a_card_is_saved_with_a_setup_intent_and_stripe_is_asked_about_it() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let customer = gateway
+        .create_customer("driver@example.com", &key())
+        .await
+        .unwrap();
+    assert!(customer.as_str().starts_with("cus_"), "{customer}");
+
+    let intent = gateway
+        .create_setup_intent(&customer, &key())
+        .await
+        .unwrap();
+    assert!(intent.id.starts_with("seti_"));
+    assert!(
+        intent
+            .client_secret
+            .starts_with(&format!("{}_secret_", intent.id))
+    );
+    assert_eq!(intent.status, SetupIntentStatus::RequiresPaymentMethod);
+    assert_eq!(intent.payment_method, None);
+    let debug = format!("{intent:?}");
+    assert!(!debug.contains(&intent.client_secret), "{debug}");
+
+    // Not saved until the browser confirms it.
+    let unchanged = gateway.retrieve_setup_intent(&intent.id).await.unwrap();
+    assert_eq!(unchanged.status, SetupIntentStatus::RequiresPaymentMethod);
+
+    let (status, _) = fake
+        .confirm_setup_intent(&intent.client_secret, "pm_card_visa")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let saved = gateway.retrieve_setup_intent(&intent.id).await.unwrap();
+    assert_eq!(saved.status, SetupIntentStatus::Succeeded);
+    let payment_method = saved.payment_method.unwrap();
+    // As at Stripe, a test token becomes a payment method of its own.
+    assert!(payment_method.starts_with("pm_") && payment_method != "pm_card_visa");
+    assert_eq!(
+        gateway
+            .card_last4(&payment_method)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("4242")
+    );
+
+    // The setup intent was created for off-session use, for cards only, with a key.
+    let requests = fake.requests();
+    let create = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/v1/setup_intents")
+        .unwrap();
+    assert!(create.idempotency_key.is_some());
+    assert_eq!(create.params["customer"], customer.as_str());
+    assert_eq!(create.params["usage"], "off_session");
+    assert_eq!(
+        create.params["allowed_payment_method_types"],
+        json!(["card"])
+    );
+}
+
+#[tokio::test]
+async fn a_card_declined_when_saved_leaves_the_setup_intent_unsaved() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let customer = gateway
+        .create_customer("d@example.com", &key())
+        .await
+        .unwrap();
+    let intent = gateway
+        .create_setup_intent(&customer, &key())
+        .await
+        .unwrap();
+    let (status, body) = fake
+        .confirm_setup_intent(&intent.client_secret, "pm_card_chargeDeclined")
+        .await
+        .unwrap();
+    assert_eq!(status, 402);
+    assert_eq!(body["error"]["code"], "card_declined");
+    assert_eq!(body["error"]["setup_intent"]["id"], intent.id.as_str());
+    let intent = gateway.retrieve_setup_intent(&intent.id).await.unwrap();
+    assert_eq!(intent.status, SetupIntentStatus::RequiresPaymentMethod);
+    assert_eq!(intent.payment_method, None);
+}
+
+#[tokio::test]
+async fn a_visa_charge_succeeds_once_with_the_reservation_in_its_metadata() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_visa").await;
+    let request = charge(&customer, &card, 1250);
+
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    let ChargeOutcome::Succeeded { payment_intent_id } = outcome else {
+        panic!("expected success, got {outcome:?}");
+    };
+    let intents = fake.payment_intents(&for_reservation(&request));
+    assert_eq!(intents.len(), 1);
+    let intent = &intents[0];
+    assert_eq!(intent["id"], payment_intent_id.as_str());
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(intent["amount"], 1250);
+    assert_eq!(intent["amount_received"], 1250);
+    assert_eq!(intent["currency"], "usd");
+    assert_eq!(intent["customer"], customer.as_str());
+    assert_eq!(intent["payment_method"], card.as_str());
+
+    let create = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/payment_intents")
+        .unwrap();
+    assert_eq!(
+        create.idempotency_key.as_deref(),
+        Some(request.idempotency_key.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_declined_card_is_an_outcome_not_an_error() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    // Saved fine, declined when charged later.
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_chargeCustomerFail").await;
+    let request = charge(&customer, &card, 900);
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    let ChargeOutcome::Declined {
+        payment_intent_id: Some(payment_intent_id),
+        code,
+        decline_code,
+        message,
+    } = outcome
+    else {
+        panic!("expected a decline with an intent, got {outcome:?}");
+    };
+    assert_eq!(code, "card_declined");
+    assert_eq!(decline_code.as_deref(), Some("generic_decline"));
+    assert_eq!(message, "Your card was declined.");
+    let intent = &fake.payment_intents(&for_reservation(&request))[0];
+    assert_eq!(intent["id"], payment_intent_id.as_str());
+    assert_eq!(intent["status"], "requires_payment_method");
+    assert_eq!(intent["last_payment_error"]["code"], "card_declined");
+
+    // Stripe's always-declined test card, charged without being saved first.
+    let request = ChargeRequest {
+        payment_method_id: "pm_card_chargeDeclined".into(),
+        ..charge(&customer, "", 900)
+    };
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    assert!(
+        matches!(&outcome, ChargeOutcome::Declined { code, .. } if code == "card_declined"),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_card_that_needs_authentication_requires_the_driver() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_authenticationRequired").await;
+    let request = charge(&customer, &card, 700);
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    let ChargeOutcome::RequiresAction { payment_intent_id } = outcome else {
+        panic!("expected requires action, got {outcome:?}");
+    };
+    let intent = &fake.payment_intents(&for_reservation(&request))[0];
+    assert_eq!(intent["id"], payment_intent_id.as_str());
+    assert_eq!(intent["status"], "requires_payment_method");
+    assert_eq!(
+        intent["last_payment_error"]["code"],
+        "authentication_required"
+    );
+
+    // A card that only asks when it was not set up passes once saved.
+    let (customer, card) =
+        saved_card(&fake, &gateway, "pm_card_authenticationRequiredOnSetup").await;
+    let outcome = gateway
+        .charge_off_session(&charge(&customer, &card, 700))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ChargeOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_charges_once() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_visa").await;
+    let request = charge(&customer, &card, 1000);
+
+    let first = gateway.charge_off_session(&request).await.unwrap();
+    let second = gateway.charge_off_session(&request).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(fake.payment_intent_count(&for_reservation(&request)), 1);
+    let replays: Vec<bool> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .map(|r| r.replayed)
+        .collect();
+    assert_eq!(replays, [false, true]);
+
+    // The same key for another amount is a bug in the caller, not a second charge.
+    let other = ChargeRequest {
+        amount_cents: 2000,
+        ..request.clone()
+    };
+    let error = gateway.charge_off_session(&other).await.unwrap_err();
+    assert!(
+        matches!(&error, PaymentError::Rejected { status: 400, code, .. } if code == "idempotency_error"),
+        "{error:?}"
+    );
+    assert_eq!(fake.payment_intent_count(&for_reservation(&request)), 1);
+
+    // Creating customers is idempotent the same way.
+    let customer_key = key();
+    let a = gateway
+        .create_customer("x@example.com", &customer_key)
+        .await
+        .unwrap();
+    let b = gateway
+        .create_customer("x@example.com", &customer_key)
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable_and_a_retry_with_the_same_key_charges_once() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_visa").await;
+    let request = charge(&customer, &card, 1500);
+
+    fake.fail_next("/v1/payment_intents", 2, StatusCode::INTERNAL_SERVER_ERROR);
+    for _ in 0..2 {
+        let error = gateway.charge_off_session(&request).await.unwrap_err();
+        assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+        assert!(error.is_retryable());
+    }
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    assert!(
+        matches!(outcome, ChargeOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.payment_intent_count(&for_reservation(&request)), 1);
+
+    fake.fail_next("/v1/customers", 1, StatusCode::TOO_MANY_REQUESTS);
+    let error = gateway
+        .create_customer("y@example.com", &key())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_unavailable_and_the_retry_finds_the_charge_already_made() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let impatient = gateway_with(&fake, |config| {
+        config.with_timeout(Duration::from_millis(300))
+    });
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_visa").await;
+    let request = charge(&customer, &card, 800);
+
+    fake.delay_responses("/v1/payment_intents", Duration::from_secs(5));
+    let started = Instant::now();
+    let error = impatient.charge_off_session(&request).await.unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout applies"
+    );
+    // Stripe did the work; only the answer was lost.
+    assert_eq!(fake.payment_intent_count(&for_reservation(&request)), 1);
+
+    fake.clear_delay();
+    let outcome = gateway.charge_off_session(&request).await.unwrap();
+    assert!(
+        matches!(outcome, ChargeOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.payment_intent_count(&for_reservation(&request)), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_stripe_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let config =
+        PaymentsConfig::new(TEST_SECRET_KEY, "whsec_x").with_api_base(format!("http://{closed}/"));
+    let gateway = StripeGateway::new(&config).unwrap();
+    let error = gateway
+        .create_customer("z@example.com", &key())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn refusals_are_rejected_with_stripes_code() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let error = gateway
+        .retrieve_setup_intent("seti_missing")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PaymentError::Rejected { status: 404, code, .. } if code == "resource_missing"),
+        "{error:?}"
+    );
+    let error = gateway
+        .create_setup_intent(&CustomerId::new("cus_missing"), &key())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PaymentError::Rejected { status: 400, code, .. } if code == "resource_missing"),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    let customer = gateway
+        .create_customer("d@example.com", &key())
+        .await
+        .unwrap();
+    let error = gateway
+        .charge_off_session(&charge(&customer, "pm_card_visa", 49))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PaymentError::Rejected { code, .. } if code == "amount_too_small"),
+        "{error:?}"
+    );
+
+    let live = gateway_with(&fake, |config| PaymentsConfig {
+        secret_key: "sk_live_not_here".to_owned().into(),
+        ..config
+    });
+    let error = live
+        .create_customer("d@example.com", &key())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PaymentError::Rejected { status: 401, .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_imitation_speaks_stripes_wire_format() {
+    let fake = fake().await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", fake.base_url());
+    let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap();
+
+    let response = http.post(url("v1/customers")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let post = |path: &str, body: String| {
+        http.post(url(path))
+            .bearer_auth(TEST_SECRET_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let customer: Value = post("v1/customers", form(&[("email", "w@example.com")]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let customer_id = customer["id"].as_str().unwrap();
+
+    let charge = form(&[
+        ("amount", "1099"),
+        ("currency", "usd"),
+        ("customer", customer_id),
+        ("payment_method", "pm_card_chargeDeclined"),
+        ("confirm", "true"),
+        ("off_session", "true"),
+        ("metadata[reservation_id]", "r-1"),
+    ]);
+    let response = post("v1/payment_intents", charge.clone())
+        .header("idempotency-key", "k-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 402);
+    assert!(response.headers().contains_key("request-id"));
+    let body: Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert_eq!(error["type"], "card_error");
+    assert_eq!(error["code"], "card_declined");
+    assert_eq!(error["decline_code"], "generic_decline");
+    assert_eq!(error["message"], "Your card was declined.");
+    assert_eq!(error["payment_intent"]["status"], "requires_payment_method");
+    assert_eq!(
+        error["payment_intent"]["metadata"],
+        json!({"reservation_id": "r-1"})
+    );
+
+    let replay = post("v1/payment_intents", charge)
+        .header("idempotency-key", "k-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 402);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replay.json().await.unwrap();
+    assert_eq!(replayed, body);
+
+    let response = http
+        .get(url("v1/refunds"))
+        .bearer_auth(TEST_SECRET_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn the_control_api_drives_faults_delays_and_counts_over_http() {
+    let fake = fake().await;
+    let gateway = gateway_for(&fake);
+    let http = reqwest::Client::new();
+    let control = |path: &str| format!("{}_fake/{path}", fake.base_url());
+
+    let response = http
+        .post(control("faults"))
+        .json(&json!({"path_prefix": "/v1/customers", "count": 1, "status": 503}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let error = gateway
+        .create_customer("a@example.com", &key())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+    let customer = gateway
+        .create_customer("a@example.com", &key())
+        .await
+        .unwrap();
+
+    let request = charge(&customer, "pm_card_visa", 600);
+    gateway.charge_off_session(&request).await.unwrap();
+    let counted: Value = http
+        .get(control(&format!(
+            "payment_intents?reservation_id={}",
+            request.reservation_id
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counted["count"], 1);
+    let by_customer: Value = http
+        .get(control(&format!("payment_intents?customer={customer}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_customer["count"], 1);
+
+    let requests: Value = http
+        .get(control("requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<u64> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 200, 200]);
+
+    let response = http
+        .put(control("delay"))
+        .json(&json!({"millis": 3000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let impatient = gateway_with(&fake, |c| c.with_timeout(Duration::from_millis(200)));
+    let error = impatient.card_last4("pm_card_visa").await.unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+    http.delete(control("delay")).send().await.unwrap();
+    assert_eq!(
+        gateway.card_last4("pm_card_visa").await.unwrap().as_deref(),
+        Some("4242")
+    );
+}
+
+/// A webhook endpoint run by the test: it hands over what it receives and answers 500 to the
+/// first `failures` deliveries.
+async fn receiver(failures: usize) -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
+    let (sender, received) = mpsc::unbounded_channel();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let sender = sender.clone();
+            let seen = seen.clone();
+            async move {
+                let _ = sender.send((headers, body));
+                if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+async fn next(received: &mut mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) -> (String, Bytes) {
+    let (headers, body) = tokio::time::timeout(WAIT, received.recv())
+        .await
+        .expect("a webhook arrives")
+        .unwrap();
+    let signature = headers["stripe-signature"].to_str().unwrap().to_owned();
+    (signature, body)
+}
+
+#[tokio::test]
+async fn signed_events_are_delivered_and_verified() {
+    let (url, mut received) = receiver(0).await;
+    let fake = FakeStripe::start(FakeStripeOptions {
+        webhook_url: Some(url),
+        webhook_secret: "whsec_delivery_test".into(),
+        ..FakeStripeOptions::default()
+    })
+    .await
+    .unwrap();
+    let gateway = gateway_for(&fake);
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_visa").await;
+
+    let (signature, body) = next(&mut received).await;
+    let event = gateway.verify_webhook(&body, &signature).unwrap();
+    assert!(event.id.starts_with("evt_"));
+    let WebhookEventKind::SetupIntentSucceeded {
+        setup_intent_id,
+        payment_method,
+    } = event.kind
+    else {
+        panic!("expected setup_intent.succeeded, got {:?}", event.kind);
+    };
+    assert!(setup_intent_id.starts_with("seti_"));
+    assert_eq!(payment_method.as_deref(), Some(card.as_str()));
+    // Shaped as Stripe's: the SDK's own event parser reads it.
+    let text = std::str::from_utf8(&body).unwrap();
+    stripe_webhook::Webhook::construct_event(text, &signature, "whsec_delivery_test")
+        .expect("async-stripe-webhook reads the event");
+
+    let request = charge(&customer, &card, 1100);
+    gateway.charge_off_session(&request).await.unwrap();
+    let (signature, body) = next(&mut received).await;
+    let event = gateway.verify_webhook(&body, &signature).unwrap();
+    assert!(
+        matches!(&event.kind, WebhookEventKind::PaymentIntentSucceeded { reservation_id, .. }
+            if *reservation_id == Some(request.reservation_id)),
+        "{event:?}"
+    );
+    stripe_webhook::Webhook::construct_event(
+        std::str::from_utf8(&body).unwrap(),
+        &signature,
+        "whsec_delivery_test",
+    )
+    .expect("async-stripe-webhook reads the event");
+
+    // A changed body, another secret, an old signature: all refused, each for its reason.
+    let mut tampered = body.to_vec();
+    let at = tampered.len() / 2;
+    tampered[at] = if tampered[at] == b'x' { b'y' } else { b'x' };
+    assert_eq!(
+        gateway.verify_webhook(&tampered, &signature).unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let other = gateway_with(&fake, |config| PaymentsConfig {
+        webhook_secret: "whsec_someone_else".to_owned().into(),
+        ..config
+    });
+    assert_eq!(
+        other.verify_webhook(&body, &signature).unwrap_err(),
+        WebhookError::BadSignature
+    );
+    let old = chrono::Utc::now().timestamp() - TOLERANCE_SECONDS - 5;
+    let stale = webhook::sign(&body, "whsec_delivery_test", old);
+    assert!(matches!(
+        gateway.verify_webhook(&body, &stale),
+        Err(WebhookError::StaleTimestamp { .. })
+    ));
+
+    // A declined charge is announced too, with its code.
+    let (customer, card) = saved_card(&fake, &gateway, "pm_card_chargeCustomerFail").await;
+    let _ = next(&mut received).await; // its setup_intent.succeeded
+    let request = charge(&customer, &card, 1100);
+    gateway.charge_off_session(&request).await.unwrap();
+    let (signature, body) = next(&mut received).await;
+    let event = gateway.verify_webhook(&body, &signature).unwrap();
+    assert!(
+        matches!(&event.kind, WebhookEventKind::PaymentIntentFailed { code: Some(code), reservation_id, .. }
+            if code == "card_declined" && *reservation_id == Some(request.reservation_id)),
+        "{event:?}"
+    );
+
+    let kinds: Vec<String> = fake.events().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "setup_intent.succeeded",
+            "payment_intent.succeeded",
+            "setup_intent.succeeded",
+            "payment_intent.payment_failed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_retried_with_the_same_event() {
+    let (url, mut received) = receiver(1).await;
+    let fake = FakeStripe::start(FakeStripeOptions {
+        webhook_url: Some(url),
+        webhook_retry_delay: Duration::from_millis(20),
+        ..FakeStripeOptions::default()
+    })
+    .await
+    .unwrap();
+    let gateway = gateway_for(&fake);
+    saved_card(&fake, &gateway, "pm_card_visa").await;
+
+    let (first_signature, first) = next(&mut received).await;
+    let (second_signature, second) = next(&mut received).await;
+    assert_eq!(first, second, "the same event, byte for byte");
+    assert!(gateway.verify_webhook(&first, &first_signature).is_ok());
+    assert!(gateway.verify_webhook(&second, &second_signature).is_ok());
+
+    let event = fake
+        .wait_for_event(WAIT, |event| event.delivered)
+        .await
+        .expect("delivered in the end");
+    assert_eq!(event.attempts, 2);
+    assert_eq!(event.last_status, Some(200));
+}
+
+/// Reads the child's standard output until it says where it listens.
+async fn listening_url(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt as _;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let find = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("fake-stripe listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("fake-stripe exited without listening");
+    };
+    tokio::time::timeout(WAIT, find)
+        .await
+        .expect("fake-stripe starts")
+}
+
+#[tokio::test]
+async fn the_fake_stripe_command_serves_and_is_driven_over_http() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
+        .args(["fake-stripe", "--bind", "127.0.0.1:0"])
+        .env("APP_ENV", "development")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base_url = listening_url(&mut child).await;
+    let config = PaymentsConfig::new(TEST_SECRET_KEY, "whsec_x").with_api_base(&base_url);
+    let gateway = StripeGateway::new(&config).unwrap();
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base_url}_fake/faults"))
+        .json(&json!({"path_prefix": "/v1/customers", "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let error = gateway
+        .create_customer("p@example.com", &key())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
+    let customer = gateway
+        .create_customer("p@example.com", &key())
+        .await
+        .unwrap();
+    let request = charge(&customer, "pm_card_visa", 500);
+    gateway.charge_off_session(&request).await.unwrap();
+    let counted: Value = http
+        .get(format!(
+            "{base_url}_fake/payment_intents?reservation_id={}",
+            request.reservation_id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counted["count"], 1);
+
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_fake_stripe_command_refuses_production() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
+        .args(["fake-stripe", "--bind", "127.0.0.1:0"])
+        .env("APP_ENV", "production")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("APP_ENV=production"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+}
