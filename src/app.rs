@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -32,8 +33,9 @@ use crate::config::{Config, CorsOrigins};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
+use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
 use crate::rate_limit::RateLimiter;
-use crate::{auth, health, middleware, rate_limit, spots, telemetry};
+use crate::{auth, health, idempotency, middleware, rate_limit, reservations, spots, telemetry};
 
 /// How long one request may take before the client gets a 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,13 +56,24 @@ pub struct AppState {
     /// Bounds concurrent argon2 work to the number of cores.
     pub hasher: PasswordHasher,
     pub metrics: Arc<Metrics>,
+    /// Stripe, or whatever speaks its API at `STRIPE_API_BASE`.
+    pub payments: Arc<dyn PaymentGateway>,
 }
 
 impl AppState {
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let redis = crate::redis_pool::connect(&config)?;
         let db_read = crate::db::connect_read(&config, &db)?;
+        let payments = StripeGateway::new(
+            &PaymentsConfig::new(
+                config.stripe_secret_key.expose_secret(),
+                config.stripe_webhook_secret.expose_secret(),
+            )
+            .with_api_base(&config.stripe_api_base),
+        )
+        .context("cannot set up the Stripe client")?;
         Ok(Self {
+            payments: Arc::new(payments),
             db_read,
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
             jwt: Arc::new(JwtKeys::new(&config)),
@@ -112,15 +125,25 @@ impl Application {
 
 /// The whole route table with its middleware.
 pub fn router(state: AppState) -> Router {
+    // Idempotency keys cover what changes bookings and spots; sign-in responses (tokens)
+    // are never stored.
+    let idempotent = OpenApiRouter::new()
+        .merge(spots::router())
+        .merge(reservations::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ));
     let api = OpenApiRouter::new()
         .merge(auth::router())
-        .merge(spots::router())
+        .merge(idempotent)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_every_route,
         ));
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
+        .merge(reservations::webhook_router())
         .merge(health::router())
         .split_for_parts();
 

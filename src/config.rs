@@ -42,6 +42,12 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Sign-in and sign-up attempts per minute, per IP and per email.
     pub auth_rate_limit_per_minute: u32,
+    /// How long a booking holds its spot waiting for a saved card.
+    pub hold_minutes: u32,
+    pub stripe_secret_key: SecretString,
+    pub stripe_webhook_secret: SecretString,
+    /// Stripe's API, or a local imitation of it (`curbside fake-stripe`) in development.
+    pub stripe_api_base: String,
     /// The shortest booking, and the default length of a search window.
     pub min_reservation_minutes: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
@@ -124,6 +130,19 @@ impl Config {
             cors_allowed_origins,
             rate_limit_per_minute: vars.positive("RATE_LIMIT_PER_MINUTE", 600)?,
             auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
+            hold_minutes: vars.positive("HOLD_MINUTES", 15)?,
+            stripe_secret_key: vars
+                .required("STRIPE_SECRET_KEY", dev("sk_test_curbside_development"))?
+                .into(),
+            stripe_webhook_secret: vars
+                .required("STRIPE_WEBHOOK_SECRET", dev("whsec_curbside_development"))?
+                .into(),
+            stripe_api_base: parse_stripe_api_base(
+                &vars
+                    .get("STRIPE_API_BASE")
+                    .unwrap_or_else(|| "https://api.stripe.com/".into()),
+                app_env,
+            )?,
             min_reservation_minutes: vars.positive("MIN_RESERVATION_MINUTES", 5)?,
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
         })
@@ -135,6 +154,10 @@ impl Config {
 
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+
+    pub fn hold_length(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.hold_minutes))
     }
 
     pub fn min_reservation_length(&self) -> chrono::Duration {
@@ -195,6 +218,22 @@ fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
+/// Stripe's base URL; production talks to Stripe over TLS only, never to an imitation.
+fn parse_stripe_api_base(raw: &str, app_env: AppEnv) -> Result<String, ConfigError> {
+    let error = |message: &str| ConfigError {
+        name: "STRIPE_API_BASE",
+        message: message.into(),
+    };
+    let plain_http = raw.starts_with("http://");
+    if !(plain_http || raw.starts_with("https://")) {
+        return Err(error("must be an http(s) URL"));
+    }
+    if plain_http && app_env == AppEnv::Production {
+        return Err(error("must be https in production"));
+    }
+    Ok(format!("{}/", raw.trim_end_matches('/')))
+}
+
 fn parse_cors(raw: &str, app_env: AppEnv) -> Result<CorsOrigins, ConfigError> {
     let error = |message: String| ConfigError {
         name: "CORS_ALLOWED_ORIGINS",
@@ -242,6 +281,8 @@ mod tests {
         ("JWT_SECRET", "a-production-secret-of-enough-length-0123"),
         ("PUBLIC_BASE_URL", "https://curbside.example"),
         ("CORS_ALLOWED_ORIGINS", "https://app.curbside.example"),
+        ("STRIPE_SECRET_KEY", "sk_live_123"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_123"),
     ];
 
     #[test]
@@ -272,6 +313,8 @@ mod tests {
             "JWT_SECRET",
             "PUBLIC_BASE_URL",
             "CORS_ALLOWED_ORIGINS",
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET",
         ] {
             let vars: Vec<_> = PRODUCTION
                 .iter()
@@ -293,6 +336,10 @@ mod tests {
         vars.retain(|(k, _)| *k != "CORS_ALLOWED_ORIGINS");
         vars.push(("CORS_ALLOWED_ORIGINS", "*"));
         assert_eq!(config(&vars).unwrap_err().name, "CORS_ALLOWED_ORIGINS");
+
+        let mut vars = PRODUCTION.to_vec();
+        vars.push(("STRIPE_API_BASE", "http://127.0.0.1:12111"));
+        assert_eq!(config(&vars).unwrap_err().name, "STRIPE_API_BASE");
     }
 
     #[test]
@@ -307,6 +354,8 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "app.example"),
             ("TRUST_FORWARDED_FOR", "maybe"),
             ("MIN_RESERVATION_MINUTES", "-5"),
+            ("HOLD_MINUTES", "0"),
+            ("STRIPE_API_BASE", "localhost:12111"),
         ];
         for (name, value) in cases {
             let error = config(&[(name, value)]).unwrap_err();

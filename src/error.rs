@@ -59,6 +59,9 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     #[error("too many requests; retry after {} seconds", retry_after.as_secs())]
     TooManyRequests { retry_after: Duration },
+    /// A dependency (Stripe) answered, but not usefully; nothing was changed.
+    #[error("{0}")]
+    BadGateway(String),
     /// A dependency (Redis, Stripe) is down; the client may retry.
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -121,6 +124,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,6 +143,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",
             Self::TooManyRequests { .. } => "rate_limited",
+            Self::BadGateway(_) => "bad_gateway",
             Self::ServiceUnavailable(_) => "service_unavailable",
             Self::Timeout => "timeout",
             Self::Internal(_) => "internal_error",

@@ -19,6 +19,7 @@ use crate::error::{FieldError, Problem};
     tags(
         (name = "auth", description = "Accounts, sign-in and sessions"),
         (name = "spots", description = "Parking spots: search, detail, operator changes"),
+        (name = "reservations", description = "Quotes, bookings, changes and Stripe's webhook"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

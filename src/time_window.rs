@@ -1,6 +1,6 @@
 //! A half-open time window `[starts_at, ends_at)`, the unit of search and booking.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use crate::error::FieldError;
 
@@ -22,8 +22,10 @@ impl TimeWindow {
         now: DateTime<Utc>,
         default_length: Duration,
     ) -> Result<Self, FieldError> {
-        let starts_at = starts_at.unwrap_or(now);
-        let ends_at = ends_at.unwrap_or(starts_at + default_length);
+        // PostgreSQL keeps microseconds: cut the rest now, so a bill computed from this
+        // window and one computed from the stored row are the same bill.
+        let starts_at = to_stored_precision(starts_at.unwrap_or(now));
+        let ends_at = to_stored_precision(ends_at.unwrap_or(starts_at + default_length));
         if ends_at <= starts_at {
             return Err(FieldError::new("ends_at", "must be after starts_at"));
         }
@@ -35,6 +37,11 @@ impl TimeWindow {
         }
         Ok(Self { starts_at, ends_at })
     }
+}
+
+/// The instant as PostgreSQL will store it: whole microseconds.
+pub fn to_stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 #[cfg(test)]

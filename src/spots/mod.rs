@@ -1,7 +1,7 @@
 //! Parking spots: the meter importer, search by distance and time window, and the
 //! operator routes.
 
-mod db;
+pub mod db;
 pub mod import;
 pub mod model;
 mod routes;

@@ -1,22 +1,25 @@
 use curbside::app::Application;
 use curbside::config::Config;
+use curbside::payments::fake_stripe::{self, FakeStripe, FakeStripeOptions};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A running app and a client for it.
+/// A running app, a client for it, and the imitation of Stripe it talks to, which posts
+/// its signed webhooks back to the app.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub config: Config,
+    pub stripe: FakeStripe,
 }
 
 /// Settings for tests: a free port, this machine's Redis under a key prefix of its own, and
 /// limits high enough that only the rate-limit tests meet them.
-fn test_config(overrides: &[(&str, &str)]) -> Config {
+fn test_config(overrides: &[(&str, &str)], stripe: &FakeStripe) -> Config {
     let prefix = format!("curbside-test-{}", uuid::Uuid::new_v4());
     Config::from_lookup(|name| {
         if let Some((_, value)) = overrides.iter().find(|(key, _)| *key == name) {
@@ -27,6 +30,9 @@ fn test_config(overrides: &[(&str, &str)]) -> Config {
             "REDIS_URL" => std::env::var("REDIS_URL").ok(),
             "REDIS_KEY_PREFIX" => Some(prefix.clone()),
             "RATE_LIMIT_PER_MINUTE" | "AUTH_RATE_LIMIT_PER_MINUTE" => Some("100000".into()),
+            "STRIPE_API_BASE" => Some(stripe.base_url()),
+            "STRIPE_SECRET_KEY" => Some(fake_stripe::TEST_SECRET_KEY.into()),
+            "STRIPE_WEBHOOK_SECRET" => Some(stripe.webhook_secret().into()),
             _ => None,
         }
     })
@@ -40,11 +46,22 @@ impl TestApp {
 
     /// Starts the app with some settings overridden (`("AUTH_RATE_LIMIT_PER_MINUTE", "3")`).
     pub async fn spawn_with(db: PgPool, overrides: &[(&str, &str)]) -> Self {
-        let config = test_config(overrides);
+        // `TEST_LOG=1 scripts/test.sh …` shows the app's logs, 5xx causes included.
+        if std::env::var_os("TEST_LOG").is_some() {
+            curbside::telemetry::init(curbside::config::AppEnv::Development);
+        }
+        let stripe = FakeStripe::start(FakeStripeOptions {
+            webhook_retry_delay: std::time::Duration::from_millis(100),
+            ..FakeStripeOptions::default()
+        })
+        .await
+        .expect("the Stripe imitation starts");
+        let config = test_config(overrides, &stripe);
         let app = Application::build(config.clone(), db.clone())
             .await
             .expect("the app builds");
         let address = format!("http://{}", app.local_addr());
+        stripe.set_webhook_url(Some(format!("{address}/v1/webhooks/stripe")));
         tokio::spawn(app.run_until(std::future::pending()));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -55,6 +72,7 @@ impl TestApp {
             client,
             db,
             config,
+            stripe,
         }
     }
 
@@ -194,4 +212,28 @@ pub fn database_url(db: &PgPool) -> String {
         format!("?{query}")
     };
     format!("{server}/{name}{query}")
+}
+
+/// A spot with the given maximum stay and hourly rate.
+pub async fn insert_spot(
+    db: &PgPool,
+    meter: &str,
+    lat: f64,
+    lng: f64,
+    max_stay_minutes: i32,
+    rate_cents_per_hour: i32,
+) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "insert into spots (id, meter_number, lat, lng, borough, max_stay_minutes, rate_cents_per_hour)
+         values ($1, $2, $3, $4, 'Manhattan', $5, $6) returning id",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(meter)
+    .bind(lat)
+    .bind(lng)
+    .bind(max_stay_minutes)
+    .bind(rate_cents_per_hour)
+    .fetch_one(db)
+    .await
+    .expect("the spot is inserted")
 }

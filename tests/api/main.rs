@@ -6,4 +6,5 @@ mod errors;
 mod helpers;
 mod operations;
 mod payments;
+mod reservations;
 mod spots;

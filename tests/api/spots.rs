@@ -167,17 +167,7 @@ async fn the_times_square_search_finds_its_620_spots(db: PgPool) {
 }
 
 async fn insert_spot(db: &PgPool, meter: &str, lat: f64, lng: f64) -> Uuid {
-    sqlx::query_scalar(
-        "insert into spots (id, meter_number, lat, lng, borough, max_stay_minutes, rate_cents_per_hour)
-         values ($1, $2, $3, $4, 'Manhattan', 120, 450) returning id",
-    )
-    .bind(Uuid::now_v7())
-    .bind(meter)
-    .bind(lat)
-    .bind(lng)
-    .fetch_one(db)
-    .await
-    .unwrap()
+    crate::helpers::insert_spot(db, meter, lat, lng, 120, 450).await
 }
 
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]

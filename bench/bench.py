@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Curbside benchmarks: run them on a quiet machine, read medians and ratios.
+
+    bench/bench.py auth      sign-in throughput, and /healthz p99 while sign-ins saturate the CPU
+    bench/bench.py search    GET /v1/spots around Times Square vs the same SQL in pgbench,
+                             at 13k spots and at 1,000,000 synthetic spots
+
+Every figure is the median of --runs runs (default 3), each --seconds long (default 10),
+and each comparison is against a baseline measured in the same run. Needs wrk and pgbench
+(installed with apt-get when missing), PostgreSQL with PostGIS and Redis (scripts/services.sh).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NYC_CSV = os.path.join(ROOT, "..", "shared", "data", "nyc-parking-meters.csv")
+PORT = 18080
+BASE = f"http://127.0.0.1:{PORT}"
+TIMES_SQUARE = (40.7580, -73.9855)
+SEARCH_PATH = f"/v1/spots?lat={TIMES_SQUARE[0]}&lng={TIMES_SQUARE[1]}&radius=1"
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kwargs).stdout
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in [("wrk", "wrk"), ("pgbench", "postgresql-contrib")] if not shutil.which(tool)]
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", *missing])
+
+
+def services_env():
+    out = run([os.path.join(ROOT, "scripts", "services.sh"), "--env"])
+    env = dict(re.findall(r"(\w+)='([^']*)'", out))
+    return env["DATABASE_ADMIN_URL"], env["REDIS_URL"]
+
+
+def fresh_database(admin_url, name):
+    run(["psql", admin_url, "-qc", f'drop database if exists "{name}" with (force)'])
+    run(["psql", admin_url, "-qc", f'create database "{name}"'])
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def build():
+    log("building the release binary")
+    run(["cargo", "build", "--release", "--locked"], cwd=ROOT)
+    return os.path.join(ROOT, "target", "release", "curbside")
+
+
+class Server:
+    """The release server on PORT, with limits high enough not to meet."""
+
+    def __init__(self, binary, database_url, redis_url):
+        env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, BIND_ADDR=f"127.0.0.1:{PORT}",
+                   RATE_LIMIT_PER_MINUTE="1000000000", AUTH_RATE_LIMIT_PER_MINUTE="1000000000",
+                   REDIS_KEY_PREFIX=f"bench-{os.getpid()}", RUST_LOG="warn")
+        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(BASE + "/readyz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the server did not become ready")
+
+    def peak_rss_mb(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            kb = int(re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1))
+        return kb / 1024
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=40)
+
+
+def parse_wrk(output):
+    def ms(text):
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": ms(latency["50"]),
+        "p99_ms": ms(latency["99"]),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def wrk(path, connections, seconds, script=None, threads=2):
+    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    return subprocess.Popen(cmd + [BASE + path], stdout=subprocess.PIPE, text=True)
+
+
+def wrk_result(process):
+    output, _ = process.communicate()
+    return parse_wrk(output)
+
+
+def median(rows, key):
+    return statistics.median(row[key] for row in rows)
+
+
+def post_json(path, body):
+    request = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    return urllib.request.urlopen(request, timeout=10).status
+
+
+def bench_auth(args, admin_url, redis_url, binary):
+    database_url = fresh_database(admin_url, "curbside_bench_auth")
+    server = Server(binary, database_url, redis_url)
+    try:
+        body = {"email": "bench@example.com", "password": "benchmark password"}
+        post_json("/v1/auth/sign-up", body)
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f"wrk.body = '{json.dumps(body)}'\n")
+        script.close()
+        idle, loaded, signins = [], [], []
+        for i in range(args.runs):
+            # Baseline: /healthz alone, one connection.
+            idle.append(wrk_result(wrk("/healthz", 1, args.seconds, threads=1)))
+            # The same probe while 32 connections sign in as fast as they can.
+            signin = wrk("/v1/auth/sign-in", 32, args.seconds, script=script.name, threads=1)
+            probe = wrk("/healthz", 1, args.seconds, threads=1)
+            loaded.append(wrk_result(probe))
+            signins.append(wrk_result(signin))
+            log(f"run {i + 1}: sign-ins {signins[-1]['rps']:.1f}/s (non-2xx {signins[-1]['non_2xx']}), "
+                f"healthz p99 idle {idle[-1]['p99_ms']:.2f} ms, under sign-ins {loaded[-1]['p99_ms']:.2f} ms")
+        rss = server.peak_rss_mb()
+    finally:
+        server.stop()
+    print(json.dumps({
+        "sign_in_per_s": median(signins, "rps"),
+        "sign_in_p50_ms": median(signins, "p50_ms"),
+        "sign_in_p99_ms": median(signins, "p99_ms"),
+        "sign_in_non_2xx": sum(r["non_2xx"] for r in signins),
+        "healthz_p99_idle_ms": median(idle, "p99_ms"),
+        "healthz_p99_under_sign_in_ms": median(loaded, "p99_ms"),
+        "healthz_p50_under_sign_in_ms": median(loaded, "p50_ms"),
+        "peak_rss_mb": rss,
+    }, indent=2))
+
+
+def import_nyc(binary, database_url):
+    run([binary, "import-meters", NYC_CSV], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+
+
+SYNTHETIC_SQL = """
+insert into spots (id, meter_number, lat, lng, borough, max_stay_minutes, rate_cents_per_hour)
+select gen_random_uuid(), 'synthetic-' || g,
+       40.50 + random() * 0.40, -74.25 + random() * 0.55, 'Synthetic', 120, 250
+from generate_series(1, {count}) as g;
+analyze spots;
+"""
+
+
+def pgbench_sql():
+    """The server's own nearest-neighbour query (`curbside::spots::NEAREST_SQL`), with this
+    search's values in place of the parameters the server binds."""
+    sql = run(["cargo", "run", "--release", "--locked", "--quiet", "--example", "nearest_sql"], cwd=ROOT)
+    values = {"$1": ":lat", "$2": ":lng", "$3": "1000", "$4": "now()", "$5": "(now() + interval '5 minutes')",
+              "$6": "null", "$7": "null", "$8": "true", "$9": "51"}
+    return re.sub(r"\$\d", lambda m: values[m.group(0)], sql)
+
+
+def pgbench(database_url, seconds):
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write(f"\\set lat {TIMES_SQUARE[0]}\n\\set lng {TIMES_SQUARE[1]}\n{pgbench_sql()};\n")
+    script.close()
+    out = run(["pgbench", "-n", "-M", "prepared", "-c", "50", "-j", "2", "-T", str(seconds), "-f", script.name,
+               database_url])
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+def bench_search(args, admin_url, redis_url, binary):
+    results = {}
+    for label, synthetic in [("13k", 0), ("1m", 1_000_000 - 13_415)]:
+        database_url = fresh_database(admin_url, f"curbside_bench_search_{label}")
+        run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+        import_nyc(binary, database_url)
+        if synthetic:
+            log(f"adding {synthetic} synthetic spots")
+            run(["psql", database_url, "-qc", SYNTHETIC_SQL.format(count=synthetic)])
+        run(["psql", database_url, "-qc", "analyze spots"])
+        server = Server(binary, database_url, redis_url)
+        try:
+            api, ceiling = [], []
+            for i in range(args.runs):
+                ceiling.append(pgbench(database_url, args.seconds))
+                api.append(wrk_result(wrk(SEARCH_PATH, 50, args.seconds)))
+                log(f"{label} run {i + 1}: api {api[-1]['rps']:.0f} req/s p99 {api[-1]['p99_ms']:.2f} ms, "
+                    f"pgbench {ceiling[-1]:.0f} tps")
+            rss = server.peak_rss_mb()
+        finally:
+            server.stop()
+        results[label] = {
+            "api_rps": median(api, "rps"),
+            "api_p50_ms": median(api, "p50_ms"),
+            "api_p99_ms": median(api, "p99_ms"),
+            "api_non_2xx": sum(r["non_2xx"] for r in api),
+            "pgbench_tps": statistics.median(ceiling),
+            "ratio": median(api, "rps") / statistics.median(ceiling),
+            "peak_rss_mb": rss,
+        }
+    print(json.dumps(results, indent=2))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workload", choices=["auth", "search"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    ensure_tools()
+    admin_url, redis_url = services_env()
+    binary = build()
+    {"auth": bench_auth, "search": bench_search}[args.workload](args, admin_url, redis_url, binary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+//! Reservation queries. Every change bumps `version`, so a delayed job that carries an
+//! older version knows it is stale.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::access::Caller;
+use super::billing::Bill;
+use super::model::{Reservation, Scope};
+use crate::error::{AppError, AppResult, ResultExt as _};
+use crate::time_window::TimeWindow;
+
+macro_rules! columns {
+    () => {
+        "id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at, status, payment_status, \
+         rate_cents_per_hour, amount_cents, currency, version, hold_expires_at, stripe_customer_id, \
+         stripe_setup_intent_id, stripe_payment_method_id, created_at, updated_at"
+    };
+}
+
+macro_rules! returning {
+    ($sql:literal) => {
+        concat!($sql, " returning ", columns!())
+    };
+}
+
+/// Held (and not lapsed) or confirmed, and not over: what a driver calls current.
+macro_rules! current {
+    () => {
+        "(status in ('held', 'confirmed') and ends_at > now() \
+          and (status = 'confirmed' or hold_expires_at > now()))"
+    };
+}
+
+fn spot_unavailable() -> AppError {
+    AppError::conflict(
+        "spot_unavailable",
+        "the spot is already booked for part of that time",
+    )
+}
+
+/// Takes the spot's booking lock for the rest of the transaction.
+///
+/// The exclusion constraint alone keeps bookings apart, but two transactions that insert
+/// or move overlapping rows at once each wait for the other's row and PostgreSQL breaks the
+/// tie with a deadlock error a second later. Queueing on the spot first turns every such
+/// race into a prompt, clean 23P01 for the loser. Always taken before any reservation row.
+pub async fn lock_spot(conn: &mut PgConnection, spot_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("select 1 from spots where id = $1 for no key update")
+        .bind(spot_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Expires the lapsed holds of the spot that overlap the window, so they stop blocking it.
+/// A lapsed hold never blocks anyone, even before the job that expires it has run.
+pub async fn expire_lapsed_holds(
+    conn: &mut PgConnection,
+    spot_id: Uuid,
+    window: &TimeWindow,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "update reservations set status = 'expired', payment_status = 'not_required',
+                version = version + 1, updated_at = now()
+         where spot_id = $1 and status = 'held' and hold_expires_at <= now()
+           and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')
+         returning id",
+    )
+    .bind(spot_id)
+    .bind(window.starts_at)
+    .bind(window.ends_at)
+    .fetch_all(conn)
+    .await
+}
+
+pub struct NewReservation<'a> {
+    pub id: Uuid,
+    pub spot_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub email: &'a str,
+    pub vehicle_plate: Option<&'a str>,
+    pub window: TimeWindow,
+    pub rate_cents_per_hour: i32,
+    pub bill: Bill,
+    pub hold_expires_at: DateTime<Utc>,
+    pub guest_token_hash: Option<Vec<u8>>,
+}
+
+/// Inserts a `held` reservation; an overlap with a live one is 409 `spot_unavailable`.
+pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppResult<Reservation> {
+    sqlx::query_as(returning!(
+        "insert into reservations (id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
+                                   rate_cents_per_hour, amount_cents, hold_expires_at, guest_token_hash)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(new.id)
+    .bind(new.spot_id)
+    .bind(new.user_id)
+    .bind(new.email)
+    .bind(new.vehicle_plate)
+    .bind(new.window.starts_at)
+    .bind(new.window.ends_at)
+    .bind(new.rate_cents_per_hour)
+    .bind(new.bill.amount_cents)
+    .bind(new.hold_expires_at)
+    .bind(new.guest_token_hash.as_deref())
+    .fetch_one(conn)
+    .await
+    .on_constraint("reservations_no_overlap", spot_unavailable)
+}
+
+/// Records the Stripe objects made for a new booking.
+pub async fn attach_setup_intent(
+    conn: &mut PgConnection,
+    id: Uuid,
+    customer_id: &str,
+    setup_intent_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update reservations set stripe_customer_id = $2, stripe_setup_intent_id = $3, updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(customer_id)
+    .bind(setup_intent_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a booking whose card setup could not even be started, so a failed request
+/// leaves nothing behind and can be retried.
+pub async fn discard_unstarted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("delete from reservations where id = $1 and status = 'held' and stripe_setup_intent_id is null")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The reservation if the caller may see it: its user, or the holder of its guest token.
+/// Anyone else is told it does not exist.
+pub async fn find_for(
+    conn: &mut PgConnection,
+    id: Uuid,
+    caller: &Caller,
+) -> sqlx::Result<Option<Reservation>> {
+    let (user_id, token_hash) = caller.keys();
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from reservations
+         where id = $1 and ((user_id is not null and user_id = $2)
+                            or (guest_token_hash is not null and guest_token_hash = $3))"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .bind(token_hash)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks the reservation for a change in this transaction.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from reservations where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_by_setup_intent(
+    conn: &mut PgConnection,
+    setup_intent_id: &str,
+) -> sqlx::Result<Option<Reservation>> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from reservations where stripe_setup_intent_id = $1 for update"
+    ))
+    .bind(setup_intent_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// `held` → `confirmed` with the saved card. `None` when it was not held any more.
+pub async fn confirm(
+    conn: &mut PgConnection,
+    id: Uuid,
+    payment_method_id: &str,
+) -> sqlx::Result<Option<Reservation>> {
+    sqlx::query_as(returning!(
+        "update reservations set status = 'confirmed', payment_status = 'card_saved',
+                stripe_payment_method_id = $2, hold_expires_at = null,
+                version = version + 1, updated_at = now()
+         where id = $1 and status = 'held'"
+    ))
+    .bind(id)
+    .bind(payment_method_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Moves the end; an overlap with another live booking is 409 `spot_unavailable`.
+pub async fn change_end(
+    conn: &mut PgConnection,
+    id: Uuid,
+    ends_at: DateTime<Utc>,
+    bill: Bill,
+) -> AppResult<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set ends_at = $2, amount_cents = $3, version = version + 1, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .bind(ends_at)
+    .bind(bill.amount_cents)
+    .fetch_one(conn)
+    .await
+    .on_constraint("reservations_no_overlap", spot_unavailable)
+}
+
+/// Ends a running reservation now with its final bill; the charge is taken from here.
+pub async fn end_now(
+    conn: &mut PgConnection,
+    id: Uuid,
+    ends_at: DateTime<Utc>,
+    bill: Bill,
+) -> sqlx::Result<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set ends_at = $2, amount_cents = $3, status = 'completed',
+                payment_status = case when $3 = 0 then 'not_required' else 'charge_pending' end,
+                version = version + 1, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .bind(ends_at)
+    .bind(bill.amount_cents)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set status = 'cancelled', payment_status = 'not_required',
+                amount_cents = 0, version = version + 1, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// A user's reservations: current ones soonest first, past ones latest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    scope: Scope,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    rows: i64,
+) -> sqlx::Result<Vec<Reservation>> {
+    let (after_start, after_id) = after.unzip();
+    let sql = match scope {
+        Scope::Current => concat!(
+            "select ",
+            columns!(),
+            " from reservations where user_id = $1 and ",
+            current!(),
+            " and ($2::timestamptz is null or (starts_at, id) > ($2, $3))
+             order by starts_at, id limit $4"
+        ),
+        Scope::Past => concat!(
+            "select ",
+            columns!(),
+            " from reservations where user_id = $1 and not ",
+            current!(),
+            " and ($2::timestamptz is null or (starts_at, id) < ($2, $3))
+             order by starts_at desc, id desc limit $4"
+        ),
+    };
+    sqlx::query_as(sql)
+        .bind(user_id)
+        .bind(after_start)
+        .bind(after_id)
+        .bind(rows)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn user_customer_id(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("select stripe_customer_id from users where id = $1")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Keeps the first customer recorded for the user; returns the one that is kept.
+pub async fn set_user_customer_id(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    customer_id: &str,
+) -> sqlx::Result<String> {
+    sqlx::query_scalar(
+        "update users set stripe_customer_id = coalesce(stripe_customer_id, $2) where id = $1
+         returning stripe_customer_id",
+    )
+    .bind(user_id)
+    .bind(customer_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Records a webhook event id; false if it was seen before.
+pub async fn record_event(conn: &mut PgConnection, id: &str, kind: &str) -> sqlx::Result<bool> {
+    let inserted =
+        sqlx::query("insert into stripe_events (id, type) values ($1, $2) on conflict do nothing")
+            .bind(id)
+            .bind(kind)
+            .execute(conn)
+            .await?;
+    Ok(inserted.rows_affected() == 1)
+}

@@ -1,0 +1,31 @@
+//! Reservations: quotes, holds, confirmation with a saved card, changes, and Stripe's
+//! webhook. Double booking is impossible by construction: an exclusion constraint over
+//! live rows (see `migrations/0003_reservations.sql`).
+
+mod access;
+pub mod billing;
+mod db;
+pub mod model;
+mod payment;
+mod routes;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(routes::quote))
+        .routes(routes!(routes::book, routes::list))
+        .routes(routes!(routes::show, routes::change))
+        .routes(routes!(routes::confirm))
+        .routes(routes!(routes::end))
+        .routes(routes!(routes::cancel))
+}
+
+/// Stripe's webhook: no rate limit by client and no idempotency keys (Stripe retries with
+/// the same event id, which is deduplicated instead).
+pub fn webhook_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(payment::stripe_webhook))
+}

@@ -1,0 +1,401 @@
+//! Reservation types: the stored row, what clients see, and the parsed booking window.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::billing::{Bill, bill};
+use crate::error::{AppError, FieldError};
+use crate::time_window::{TimeWindow, to_stored_precision};
+
+/// How far ahead a booking may start.
+pub const MAX_DAYS_AHEAD: i64 = 30;
+/// A start this far in the past is taken as "now" (clocks differ); earlier is refused.
+const START_GRACE: Duration = Duration::seconds(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for a saved card; lapses at `hold_expires_at`.
+    Held,
+    Confirmed,
+    Completed,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Completed => "completed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// 409 for a change the reservation's status does not allow.
+pub fn invalid_state(status: Status) -> AppError {
+    AppError::conflict(
+        "invalid_state",
+        format!("the reservation is {}", status.as_str()),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum PaymentStatus {
+    SetupPending,
+    CardSaved,
+    ChargePending,
+    Paid,
+    Failed,
+    RequiresAction,
+    NotRequired,
+}
+
+/// A reservation as stored, Stripe ids included; never sent to clients as is.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub spot_id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub email: String,
+    pub vehicle_plate: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: Status,
+    pub payment_status: PaymentStatus,
+    pub rate_cents_per_hour: i32,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub version: i32,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_setup_intent_id: Option<String>,
+    pub stripe_payment_method_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A reservation as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationView {
+    pub id: Uuid,
+    pub spot_id: Uuid,
+    pub email: String,
+    pub vehicle_plate: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: Status,
+    pub payment_status: PaymentStatus,
+    pub rate_cents_per_hour: i32,
+    /// Billed minutes of the window (the final bill's once completed).
+    pub minutes: i64,
+    /// The quote while the reservation runs; the final bill once it is completed.
+    pub amount_cents: i64,
+    #[schema(example = "usd")]
+    pub currency: String,
+    /// Bumped on every change.
+    pub version: i32,
+    /// When a `held` reservation lapses unless a card is saved.
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Reservation> for ReservationView {
+    fn from(r: &Reservation) -> Self {
+        let minutes = match (r.status, r.payment_status) {
+            (Status::Cancelled | Status::Expired, _) => 0,
+            _ => bill(r.starts_at, r.ends_at, r.rate_cents_per_hour).minutes,
+        };
+        Self {
+            id: r.id,
+            spot_id: r.spot_id,
+            email: r.email.clone(),
+            vehicle_plate: r.vehicle_plate.clone(),
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            status: r.status,
+            payment_status: r.payment_status,
+            rate_cents_per_hour: r.rate_cents_per_hour,
+            minutes,
+            amount_cents: r.amount_cents,
+            currency: r.currency.clone(),
+            version: r.version,
+            hold_expires_at: r.hold_expires_at.filter(|_| r.status == Status::Held),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The window of a quote or booking as sent: a start (default now) and either an end or a
+/// length in minutes.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowRequest {
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i64>,
+}
+
+impl WindowRequest {
+    /// Checks the window against the booking rules: it starts now or within 30 days, and
+    /// lasts from the minimum length to the spot's maximum stay.
+    pub fn booking_window(
+        &self,
+        now: DateTime<Utc>,
+        min_minutes: u32,
+        max_stay_minutes: i32,
+    ) -> Result<TimeWindow, AppError> {
+        let mut errors = Vec::new();
+        let starts_at = match self.starts_at {
+            None => now,
+            Some(at) if at < now - START_GRACE => {
+                errors.push(FieldError::new("starts_at", "must not be in the past"));
+                now
+            }
+            Some(at) if at > now + Duration::days(MAX_DAYS_AHEAD) => {
+                errors.push(FieldError::new(
+                    "starts_at",
+                    format!("must be within {MAX_DAYS_AHEAD} days"),
+                ));
+                now
+            }
+            Some(at) => at.max(now),
+        };
+        let ends_at = match (self.ends_at, self.duration_minutes) {
+            (Some(_), Some(_)) | (None, None) => {
+                errors.push(FieldError::new(
+                    "ends_at",
+                    "give either ends_at or duration_minutes",
+                ));
+                None
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(minutes)) if (1..=24 * 60).contains(&minutes) => {
+                Some(starts_at + Duration::minutes(minutes))
+            }
+            (None, Some(_)) => {
+                errors.push(FieldError::new(
+                    "duration_minutes",
+                    "must be between 1 and 1440",
+                ));
+                None
+            }
+        };
+        let field = if self.duration_minutes.is_some() {
+            "duration_minutes"
+        } else {
+            "ends_at"
+        };
+        if let Some(ends_at) = ends_at {
+            let minutes = (to_stored_precision(ends_at) - to_stored_precision(starts_at))
+                .num_seconds() as f64
+                / 60.0;
+            if minutes < f64::from(min_minutes) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("the reservation must last at least {min_minutes} minutes"),
+                ));
+            } else if minutes > f64::from(max_stay_minutes) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("the spot allows at most {max_stay_minutes} minutes"),
+                ));
+            }
+        }
+        match ends_at {
+            Some(ends_at) if errors.is_empty() => {
+                TimeWindow::parse(Some(starts_at), Some(ends_at), now, Duration::zero())
+                    .map_err(AppError::from)
+            }
+            _ => Err(AppError::Validation(errors)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    pub spot_id: Uuid,
+    /// RFC 3339 with offset; default now.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Give `ends_at` or `duration_minutes`, not both.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Quote {
+    pub spot_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub bill: Bill,
+    #[schema(example = "usd")]
+    pub currency: String,
+    pub rate_cents_per_hour: i32,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRequest {
+    pub spot_id: Uuid,
+    /// RFC 3339 with offset; default now.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Give `ends_at` or `duration_minutes`, not both.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i64>,
+    /// Required for guests; a signed-in driver's own email is used otherwise.
+    pub email: Option<String>,
+    pub vehicle_plate: Option<String>,
+}
+
+/// A licence plate: letters, digits, spaces and dashes, up to 16, stored uppercase.
+pub fn parse_plate(raw: &str) -> Result<String, FieldError> {
+    let plate = raw.trim().to_uppercase();
+    let valid = (1..=16).contains(&plate.chars().count())
+        && plate
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
+    if valid {
+        Ok(plate)
+    } else {
+        Err(FieldError::new(
+            "vehicle_plate",
+            "must be 1 to 16 letters, digits, spaces or dashes",
+        ))
+    }
+}
+
+impl QuoteRequest {
+    pub fn window(&self) -> WindowRequest {
+        WindowRequest {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            duration_minutes: self.duration_minutes,
+        }
+    }
+}
+
+impl BookingRequest {
+    pub fn window(&self) -> WindowRequest {
+        WindowRequest {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            duration_minutes: self.duration_minutes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentSetup {
+    /// Give to Stripe.js (`confirmCardSetup`) to save the card.
+    pub client_secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Booking {
+    pub reservation: ReservationView,
+    pub payment: PaymentSetup,
+    /// Guests only, shown once: send as `Authorization: Bearer <guest_token>` to see or
+    /// change this reservation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// The new end: any time from now on.
+    pub ends_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Held or confirmed, not yet over.
+    Current,
+    /// Everything else.
+    Past,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `current` (default) or `past`.
+    pub scope: Option<Scope>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn window(
+        starts: Option<i64>,
+        ends: Option<i64>,
+        duration: Option<i64>,
+    ) -> Result<TimeWindow, AppError> {
+        WindowRequest {
+            starts_at: starts.map(at),
+            ends_at: ends.map(at),
+            duration_minutes: duration,
+        }
+        .booking_window(at(0), 5, 120)
+    }
+
+    fn fields(result: Result<TimeWindow, AppError>) -> Vec<String> {
+        match result {
+            Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_window_needs_one_of_end_and_duration() {
+        assert_eq!(window(None, None, Some(60)).unwrap().ends_at, at(60));
+        assert_eq!(window(Some(10), Some(70), None).unwrap().starts_at, at(10));
+        assert_eq!(fields(window(None, Some(60), Some(60))), ["ends_at"]);
+        assert_eq!(fields(window(None, None, None)), ["ends_at"]);
+    }
+
+    #[test]
+    fn length_is_between_the_minimum_and_the_max_stay() {
+        assert!(window(None, None, Some(5)).is_ok());
+        assert!(window(None, None, Some(120)).is_ok());
+        assert_eq!(fields(window(None, None, Some(4))), ["duration_minutes"]);
+        assert_eq!(fields(window(None, None, Some(121))), ["duration_minutes"]);
+        assert_eq!(fields(window(Some(0), Some(121), None)), ["ends_at"]);
+    }
+
+    #[test]
+    fn the_start_is_now_or_within_thirty_days() {
+        assert_eq!(fields(window(Some(-5), None, Some(60))), ["starts_at"]);
+        assert!(window(Some(30 * 24 * 60), None, Some(60)).is_ok());
+        assert_eq!(
+            fields(window(Some(30 * 24 * 60 + 1), None, Some(60))),
+            ["starts_at"]
+        );
+    }
+
+    #[test]
+    fn plates_are_normalised() {
+        assert_eq!(parse_plate(" abc-1234 ").unwrap(), "ABC-1234");
+        assert!(parse_plate("").is_err());
+        assert!(parse_plate("ABC;DROP").is_err());
+    }
+}

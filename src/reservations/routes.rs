@@ -1,0 +1,437 @@
+//! Quotes, bookings and their changes.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::access::{Booker, Caller, new_guest_token};
+use super::billing::bill;
+use super::db::{self, NewReservation};
+use super::model::{
+    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
+    Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
+};
+use super::payment;
+use crate::app::AppState;
+use crate::auth::{self, AuthUser, model::Email};
+use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::pagination::{self, Page, decode_cursor, encode_cursor};
+use crate::spots;
+use crate::spots::model::Spot;
+use crate::time_window::to_stored_precision;
+
+fn no_such_reservation() -> AppError {
+    AppError::NotFound("no such reservation".into())
+}
+
+/// The spot, if it exists and can be booked.
+async fn bookable_spot(state: &AppState, spot_id: Uuid) -> AppResult<Spot> {
+    let spot = spots::db::find(&mut *state.db.acquire().await?, spot_id)
+        .await?
+        .ok_or_else(|| AppError::validation("spot_id", "no such spot"))?;
+    if !spot.active {
+        return Err(AppError::conflict(
+            "spot_unavailable",
+            "the spot is not in service",
+        ));
+    }
+    Ok(spot)
+}
+
+/// What a window on a spot would cost, computed by the function the final bill uses.
+#[utoipa::path(
+    post, path = "/v1/quotes", tag = "reservations",
+    request_body = QuoteRequest,
+    responses(
+        (status = 200, description = "The price", body = Quote),
+        (status = 409, description = "`spot_unavailable`: the spot is out of service", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid window or unknown spot", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn quote(
+    State(state): State<AppState>,
+    Json(body): Json<QuoteRequest>,
+) -> AppResult<axum::Json<Quote>> {
+    let spot = bookable_spot(&state, body.spot_id).await?;
+    let window = body.window().booking_window(
+        Utc::now(),
+        state.config.min_reservation_minutes,
+        spot.max_stay_minutes,
+    )?;
+    Ok(axum::Json(Quote {
+        spot_id: spot.id,
+        starts_at: window.starts_at,
+        ends_at: window.ends_at,
+        bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
+        currency: spot.currency,
+        rate_cents_per_hour: spot.rate_cents_per_hour,
+    }))
+}
+
+/// Hold a spot and start saving a card. The hold lapses after `HOLD_MINUTES` unless the
+/// card is saved (`POST …/confirm`, or Stripe's webhook).
+#[utoipa::path(
+    post, path = "/v1/reservations", tag = "reservations",
+    request_body = BookingRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
+    responses(
+        (status = 201, description = "Held; save the card with `payment.client_secret`", body = Booking),
+        (status = 401, description = "An invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`spot_unavailable`: taken for part of the window", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Stripe refused the card setup; nothing was booked", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Stripe is unreachable; nothing was booked, retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(spot.id = %body.spot_id))]
+pub async fn book(
+    State(state): State<AppState>,
+    Booker(user): Booker,
+    Json(body): Json<BookingRequest>,
+) -> AppResult<(StatusCode, axum::Json<Booking>)> {
+    let now = Utc::now();
+    let mut errors = Vec::new();
+    let plate = body
+        .vehicle_plate
+        .as_deref()
+        .map(parse_plate)
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let guest_email = match (&user, body.email.as_deref()) {
+        (Some(_), _) => None,
+        (None, Some(raw)) => Email::parse(raw).map_err(|e| errors.push(e)).ok(),
+        (None, None) => {
+            errors.push(FieldError::new(
+                "email",
+                "is required when booking as a guest",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let spot = bookable_spot(&state, body.spot_id).await?;
+    let window = body.window().booking_window(
+        now,
+        state.config.min_reservation_minutes,
+        spot.max_stay_minutes,
+    )?;
+    let email = match (&user, guest_email) {
+        (Some(user), _) => account_email(&state, user).await?,
+        (None, Some(email)) => email.as_str().to_owned(),
+        (None, None) => unreachable!("a guest without an email was refused above"),
+    };
+    let (guest_token, guest_token_hash) = match user {
+        Some(_) => (None, None),
+        None => {
+            let (token, hash) = new_guest_token();
+            (Some(token), Some(hash))
+        }
+    };
+    let reservation = hold_spot(
+        &state,
+        &NewReservation {
+            id: Uuid::now_v7(),
+            spot_id: spot.id,
+            user_id: user.map(|u| u.user_id),
+            email: &email,
+            vehicle_plate: plate.as_deref(),
+            window,
+            rate_cents_per_hour: spot.rate_cents_per_hour,
+            bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
+            hold_expires_at: now + state.config.hold_length(),
+            guest_token_hash,
+        },
+    )
+    .await?;
+    tracing::info!(reservation.id = %reservation.id, "spot held");
+
+    let client_secret = match payment::start_card_setup(&state, &reservation, user.as_ref()).await {
+        Ok(client_secret) => client_secret,
+        Err(error) => {
+            // Nothing was promised yet: free the spot so the client can simply retry.
+            db::discard_unstarted(&mut *state.db.acquire().await?, reservation.id).await?;
+            return Err(error);
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Booking {
+            reservation: ReservationView::from(&reservation),
+            payment: PaymentSetup { client_secret },
+            guest_token,
+        }),
+    ))
+}
+
+async fn account_email(state: &AppState, user: &AuthUser) -> AppResult<String> {
+    let account = auth::db::find_by_id(&mut *state.db.acquire().await?, user.user_id)
+        .await?
+        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+    Ok(account.email)
+}
+
+/// Inserts the hold after expiring lapsed holds in its way, in one transaction.
+async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Reservation> {
+    let mut tx = state.db.begin().await?;
+    db::lock_spot(&mut tx, new.spot_id).await?;
+    db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
+    let reservation = db::insert(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(reservation)
+}
+
+/// A reservation the caller may see.
+#[utoipa::path(
+    get, path = "/v1/reservations/{id}", tag = "reservations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ReservationView),
+        (status = 401, description = "No credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> AppResult<axum::Json<ReservationView>> {
+    let reservation = db::find_for(&mut *state.db.acquire().await?, id, &caller)
+        .await?
+        .ok_or_else(no_such_reservation)?;
+    Ok(axum::Json(ReservationView::from(&reservation)))
+}
+
+/// Confirm a held reservation once the card is saved; the server asks Stripe.
+#[utoipa::path(
+    post, path = "/v1/reservations/{id}/confirm", tag = "reservations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Confirmed (also when it already was)", body = ReservationView),
+        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`card_not_saved` (with the SetupIntent's state) or `invalid_state`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Stripe is unreachable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(reservation.id = %id))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> AppResult<axum::Json<ReservationView>> {
+    let reservation = db::find_for(&mut *state.db.acquire().await?, id, &caller)
+        .await?
+        .ok_or_else(no_such_reservation)?;
+    match reservation.status {
+        Status::Confirmed => return Ok(axum::Json(ReservationView::from(&reservation))),
+        Status::Held => {}
+        other => return Err(invalid_state(other)),
+    }
+    let payment_method = payment::saved_card(&state, &reservation).await?;
+    let confirmed = payment::confirm_with_card(&state, &reservation, &payment_method).await?;
+    Ok(axum::Json(ReservationView::from(&confirmed)))
+}
+
+/// Locks a reservation the caller may change, inside the transaction.
+async fn lock_for(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    caller: &Caller,
+) -> AppResult<Reservation> {
+    db::find_for(conn, id, caller)
+        .await?
+        .ok_or_else(no_such_reservation)?;
+    Ok(db::lock(conn, id).await?)
+}
+
+/// Whether the reservation still holds its spot: confirmed, or held and not lapsed.
+fn is_live(reservation: &Reservation, now: DateTime<Utc>) -> bool {
+    match reservation.status {
+        Status::Confirmed => true,
+        Status::Held => reservation.hold_expires_at.is_some_and(|at| at > now),
+        _ => false,
+    }
+}
+
+/// Extend or shorten: a new end from now on, within the spot's maximum stay.
+#[utoipa::path(
+    patch, path = "/v1/reservations/{id}", tag = "reservations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = ChangeRequest,
+    responses(
+        (status = 200, description = "Changed; `version` bumped", body = ReservationView),
+        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`spot_unavailable` (an extension into another booking) or `invalid_state`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An end in the past, before the start, or beyond the maximum stay", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(reservation.id = %id))]
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ChangeRequest>,
+) -> AppResult<axum::Json<ReservationView>> {
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    let reservation = lock_for(&mut tx, id, &caller).await?;
+    if !is_live(&reservation, now) || reservation.ends_at <= now {
+        return Err(AppError::conflict(
+            "invalid_state",
+            "the reservation is over and can no longer change",
+        ));
+    }
+    let ends_at = to_stored_precision(body.ends_at.max(now));
+    if body.ends_at < now - chrono::Duration::seconds(60) {
+        return Err(AppError::validation("ends_at", "must not be in the past"));
+    }
+    if ends_at <= reservation.starts_at {
+        return Err(AppError::validation("ends_at", "must be after starts_at"));
+    }
+    let spot = spots::db::find(&mut tx, reservation.spot_id)
+        .await?
+        .ok_or_else(no_such_reservation)?;
+    if ends_at - reservation.starts_at > chrono::Duration::minutes(i64::from(spot.max_stay_minutes))
+    {
+        return Err(AppError::validation(
+            "ends_at",
+            format!("the spot allows at most {} minutes", spot.max_stay_minutes),
+        ));
+    }
+    let new_bill = bill(
+        reservation.starts_at,
+        ends_at,
+        reservation.rate_cents_per_hour,
+    );
+    let changed = db::change_end(&mut tx, id, ends_at, new_bill).await?;
+    tx.commit().await?;
+    tracing::info!(version = changed.version, "reservation changed");
+    Ok(axum::Json(ReservationView::from(&changed)))
+}
+
+/// End a running reservation now and bill the minutes used.
+#[utoipa::path(
+    post, path = "/v1/reservations/{id}/end", tag = "reservations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Completed with its final bill", body = ReservationView),
+        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: not confirmed, not started (cancel instead) or already over", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(reservation.id = %id))]
+pub async fn end(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> AppResult<axum::Json<ReservationView>> {
+    let now = to_stored_precision(Utc::now());
+    let mut tx = state.db.begin().await?;
+    let reservation = lock_for(&mut tx, id, &caller).await?;
+    if reservation.status != Status::Confirmed {
+        return Err(invalid_state(reservation.status));
+    }
+    if now < reservation.starts_at {
+        return Err(AppError::conflict(
+            "invalid_state",
+            "the reservation has not started; cancel it instead",
+        ));
+    }
+    if now >= reservation.ends_at {
+        return Err(AppError::conflict(
+            "invalid_state",
+            "the reservation is already over",
+        ));
+    }
+    let final_bill = bill(reservation.starts_at, now, reservation.rate_cents_per_hour);
+    let ended = db::end_now(&mut tx, id, now, final_bill).await?;
+    tx.commit().await?;
+    tracing::info!(amount_cents = ended.amount_cents, "reservation ended early");
+    Ok(axum::Json(ReservationView::from(&ended)))
+}
+
+/// Cancel before the start; nothing is charged.
+#[utoipa::path(
+    post, path = "/v1/reservations/{id}/cancel", tag = "reservations",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Cancelled", body = ReservationView),
+        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: already started, or not held or confirmed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(reservation.id = %id))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> AppResult<axum::Json<ReservationView>> {
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    let reservation = lock_for(&mut tx, id, &caller).await?;
+    if !matches!(reservation.status, Status::Held | Status::Confirmed) {
+        return Err(invalid_state(reservation.status));
+    }
+    if now >= reservation.starts_at {
+        return Err(AppError::conflict(
+            "invalid_state",
+            "the reservation has started; end it instead",
+        ));
+    }
+    let cancelled = db::cancel(&mut tx, id).await?;
+    tx.commit().await?;
+    tracing::info!("reservation cancelled");
+    Ok(axum::Json(ReservationView::from(&cancelled)))
+}
+
+/// The signed-in driver's reservations.
+#[utoipa::path(
+    get, path = "/v1/reservations", tag = "reservations",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the driver's own reservations", body = Page<ReservationView>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<ListQuery>,
+) -> AppResult<axum::Json<Page<ReservationView>>> {
+    let scope = query.scope.unwrap_or(Scope::Current);
+    let limit = pagination::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
+        .transpose()?;
+    let mut rows = db::list(
+        &mut *state.db.acquire().await?,
+        user.user_id,
+        scope,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| encode_cursor(&(r.starts_at, r.id))))
+        .flatten();
+    Ok(axum::Json(Page {
+        items: rows.iter().map(ReservationView::from).collect(),
+        next_cursor,
+    }))
+}
