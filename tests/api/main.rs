@@ -4,6 +4,7 @@
 mod auth;
 mod errors;
 mod helpers;
+mod job_queue;
 mod operations;
 mod payments;
 mod reservations;
