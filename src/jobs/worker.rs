@@ -408,6 +408,7 @@ impl Drop for RunningGuard {
 
 /// The wait before the next run of a job whose `attempt`-th run asked for a retry: 1 s,
 /// 2 s, 4 s … up to [`MAX_RETRY_DELAY`]; `None` once [`MAX_ATTEMPTS`] runs have failed.
+/// (Rounding up to whole seconds and the poll add up to 2 s: measured 2–3 s, then 3 s.)
 fn retry_delay(attempt: usize) -> Option<Duration> {
     if attempt >= MAX_ATTEMPTS {
         return None;
