@@ -4,6 +4,9 @@
     bench/bench.py auth      sign-in throughput, and /healthz p99 while sign-ins saturate the CPU
     bench/bench.py search    GET /v1/spots around Times Square vs the same SQL in pgbench,
                              at 13k spots and at 1,000,000 synthetic spots
+    bench/bench.py booking   POST /v1/reservations on random spots (Stripe imitation on
+                             loopback) vs the same insert transaction in pgbench, and 50
+                             clients fighting over 10 spots
 
 Every figure is the median of --runs runs (default 3), each --seconds long (default 10),
 and each comparison is against a baseline measured in the same run. Needs wrk and pgbench
@@ -68,10 +71,10 @@ def build():
 class Server:
     """The release server on PORT, with limits high enough not to meet."""
 
-    def __init__(self, binary, database_url, redis_url):
+    def __init__(self, binary, database_url, redis_url, extra_env=None):
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, BIND_ADDR=f"127.0.0.1:{PORT}",
                    RATE_LIMIT_PER_MINUTE="1000000000", AUTH_RATE_LIMIT_PER_MINUTE="1000000000",
-                   REDIS_KEY_PREFIX=f"bench-{os.getpid()}", RUST_LOG="warn")
+                   REDIS_KEY_PREFIX=f"bench-{os.getpid()}", RUST_LOG="warn", **(extra_env or {}))
         self.process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(200):
             try:
@@ -228,16 +231,117 @@ def bench_search(args, admin_url, redis_url, binary):
     print(json.dumps(results, indent=2))
 
 
+STRIPE_PORT = 12112
+
+
+def booking_script(spot_ids, windows):
+    """A wrk script: each request books a random spot for one of `windows` 30-minute slots."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    ids = ",".join(f'"{spot}"' for spot in spot_ids)
+    script.write(f"""
+local spots = {{{ids}}}
+local base = os.time() + 3600
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local spot = spots[math.random(#spots)]
+  local slot = math.random({windows}) - 1
+  local starts = os.date("!%Y-%m-%dT%H:%M:%SZ", base + slot * 1800)
+  local body = '{{"spot_id":"' .. spot .. '","starts_at":"' .. starts .. '","duration_minutes":30,"email":"bench@example.com"}}'
+  return wrk.format(nil, "/v1/reservations", nil, body)
+end
+""")
+    script.close()
+    return script.name
+
+
+def status_counts(database_url):
+    out = run(["psql", database_url, "-qtAc", "select count(*) from reservations"])
+    return int(out.strip())
+
+
+# The API's booking transaction (src/reservations/routes.rs `hold_spot`) on a random spot.
+BOOKING_TRANSACTION = """
+\\set n random(1, 13415)
+\\set slot random(0, 1439)
+begin;
+select 1 from spots where id = (select id from bench_spot_ids where n = :n) for no key update;
+update reservations set status = 'expired', version = version + 1
+ where spot_id = (select id from bench_spot_ids where n = :n) and status = 'held' and hold_expires_at <= now()
+   and tstzrange(starts_at, ends_at, '[)') && tstzrange(now() + interval '1 hour' + :slot * interval '30 minutes',
+                                                       now() + interval '90 minutes' + :slot * interval '30 minutes', '[)');
+insert into reservations (id, spot_id, email, starts_at, ends_at, rate_cents_per_hour, amount_cents, hold_expires_at)
+values (gen_random_uuid(), (select id from bench_spot_ids where n = :n), 'bench@example.com',
+        now() + interval '1 hour' + :slot * interval '30 minutes', now() + interval '90 minutes' + :slot * interval '30 minutes',
+        450, 225, now() + interval '15 minutes')
+on conflict do nothing;
+commit;
+"""
+
+
+def bench_booking(args, admin_url, redis_url, binary):
+    database_url = fresh_database(admin_url, "curbside_bench_booking")
+    run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+    import_nyc(binary, database_url)
+    spot_ids = run(["psql", database_url, "-qtAc", "select id from spots order by id"]).split()
+    run(["psql", database_url, "-qc", "create table bench_spot_ids (n serial primary key, id uuid not null); "
+         "insert into bench_spot_ids (id) select id from spots order by id"])
+    stripe = subprocess.Popen([binary, "fake-stripe", "--bind", f"127.0.0.1:{STRIPE_PORT}"],
+                              env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
+    stripe_env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
+                  "STRIPE_WEBHOOK_SECRET": "whsec_bench"}
+    server = Server(binary, database_url, redis_url, stripe_env)
+    try:
+        free, fight, ceiling = [], [], []
+        for i in range(args.runs):
+            run(["psql", database_url, "-qc", "truncate reservations"])
+            script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+            script.write(BOOKING_TRANSACTION)
+            script.close()
+            ceiling.append(float(re.search(r"tps = ([\d.]+)", run(
+                ["pgbench", "-n", "-c", "50", "-j", "2", "-T", str(args.seconds), "-f", script.name,
+                 database_url])).group(1)))
+            run(["psql", database_url, "-qc", "truncate reservations"])
+            free.append(wrk_result(wrk("/", 50, args.seconds, script=booking_script(spot_ids, 1440))))
+            run(["psql", database_url, "-qc", "truncate reservations"])
+            fight.append(wrk_result(wrk("/", 50, args.seconds, script=booking_script(spot_ids[:10], 4))))
+            winners = status_counts(database_url)
+            overlaps = int(run(["psql", database_url, "-qtAc",
+                                "select count(*) from reservations a join reservations b on a.spot_id = b.spot_id "
+                                "and a.id < b.id and tstzrange(a.starts_at, a.ends_at) && tstzrange(b.starts_at, b.ends_at)"]).strip())
+            fight[-1].update(winners=winners, overlaps=overlaps)
+            log(f"run {i + 1}: free {free[-1]['rps']:.0f}/s p99 {free[-1]['p99_ms']:.1f} ms; pgbench {ceiling[-1]:.0f} tps; "
+                f"fight {fight[-1]['rps']:.0f}/s, {winners} winners of 40 windows, {overlaps} overlaps")
+        rss = server.peak_rss_mb()
+    finally:
+        server.stop()
+        stripe.terminate()
+    print(json.dumps({
+        "free_bookings_per_s": median(free, "rps"),
+        "free_p50_ms": median(free, "p50_ms"),
+        "free_p99_ms": median(free, "p99_ms"),
+        "free_non_2xx": sum(r["non_2xx"] for r in free),
+        "pgbench_insert_tps": statistics.median(ceiling),
+        "fight_requests_per_s": median(fight, "rps"),
+        "fight_p99_ms": median(fight, "p99_ms"),
+        "fight_winners_per_run": [r["winners"] for r in fight],
+        "fight_overlaps": sum(r["overlaps"] for r in fight),
+        "peak_rss_mb": rss,
+    }, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=["auth", "search"])
+    parser.add_argument("workload", choices=["auth", "search", "booking"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     ensure_tools()
     admin_url, redis_url = services_env()
     binary = build()
-    {"auth": bench_auth, "search": bench_search}[args.workload](args, admin_url, redis_url, binary)
+    {"auth": bench_auth, "search": bench_search, "booking": bench_booking}[args.workload](
+        args, admin_url, redis_url, binary)
 
 
 if __name__ == "__main__":

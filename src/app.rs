@@ -30,7 +30,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::JwtKeys;
 use crate::config::{Config, CorsOrigins};
+use crate::email::Mailer;
 use crate::extract::BODY_LIMIT_BYTES;
+use crate::jobs::queue::JobQueue;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
@@ -58,6 +60,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Stripe, or whatever speaks its API at `STRIPE_API_BASE`.
     pub payments: Arc<dyn PaymentGateway>,
+    /// Delayed and background jobs, in Redis. Losing them is harmless: the reconciler
+    /// finds the same work in PostgreSQL.
+    pub jobs: JobQueue,
+    pub mailer: Mailer,
 }
 
 impl AppState {
@@ -72,7 +78,10 @@ impl AppState {
             .with_api_base(&config.stripe_api_base),
         )
         .context("cannot set up the Stripe client")?;
+        let mailer = Mailer::new(config.smtp_url.expose_secret(), &config.email_from)?;
         Ok(Self {
+            jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
+            mailer,
             payments: Arc::new(payments),
             db_read,
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
@@ -90,6 +99,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    state: AppState,
 }
 
 impl Application {
@@ -98,8 +108,18 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
-        let router = router(AppState::new(config, db)?);
-        Ok(Self { listener, router })
+        let state = AppState::new(config, db)?;
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The state the app serves with, for running job workers in the same process.
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     pub fn local_addr(&self) -> SocketAddr {

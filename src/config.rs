@@ -50,6 +50,14 @@ pub struct Config {
     pub stripe_api_base: String,
     /// The shortest booking, and the default length of a search window.
     pub min_reservation_minutes: u32,
+    /// Where emails go out: `smtp://host:port` (plain), `smtps://…` or `smtp://…?tls=required`.
+    pub smtp_url: SecretString,
+    /// The sender of every email, e.g. `Curbside <no-reply@example.com>`.
+    pub email_from: String,
+    /// How often the reconciler looks for work a lost job left undone.
+    pub reconcile_interval: std::time::Duration,
+    /// Jobs one worker process runs at once.
+    pub worker_concurrency: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
     pub trust_forwarded_for: bool,
@@ -144,6 +152,15 @@ impl Config {
                 app_env,
             )?,
             min_reservation_minutes: vars.positive("MIN_RESERVATION_MINUTES", 5)?,
+            smtp_url: vars
+                .required("SMTP_URL", dev("smtp://127.0.0.1:1025"))?
+                .into(),
+            email_from: vars
+                .required("EMAIL_FROM", dev("Curbside <no-reply@curbside.localhost>"))?,
+            reconcile_interval: std::time::Duration::from_secs(
+                vars.positive("RECONCILE_INTERVAL_SECONDS", 30)?.into(),
+            ),
+            worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32)?,
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
         })
     }
@@ -283,6 +300,8 @@ mod tests {
         ("CORS_ALLOWED_ORIGINS", "https://app.curbside.example"),
         ("STRIPE_SECRET_KEY", "sk_live_123"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_123"),
+        ("SMTP_URL", "smtps://user:pass@smtp.example.com"),
+        ("EMAIL_FROM", "Curbside <no-reply@curbside.example>"),
     ];
 
     #[test]
@@ -315,6 +334,8 @@ mod tests {
             "CORS_ALLOWED_ORIGINS",
             "STRIPE_SECRET_KEY",
             "STRIPE_WEBHOOK_SECRET",
+            "SMTP_URL",
+            "EMAIL_FROM",
         ] {
             let vars: Vec<_> = PRODUCTION
                 .iter()
@@ -355,6 +376,8 @@ mod tests {
             ("TRUST_FORWARDED_FOR", "maybe"),
             ("MIN_RESERVATION_MINUTES", "-5"),
             ("HOLD_MINUTES", "0"),
+            ("RECONCILE_INTERVAL_SECONDS", "0"),
+            ("WORKER_CONCURRENCY", "many"),
             ("STRIPE_API_BASE", "localhost:12111"),
         ];
         for (name, value) in cases {

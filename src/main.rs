@@ -1,11 +1,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use curbside::app::Application;
+use curbside::app::{AppState, Application};
 use curbside::auth::{db as accounts, model::Email};
 use curbside::config::{AppEnv, Config};
 use curbside::payments::fake_stripe;
 use curbside::spots::import::{RateTable, import_meters};
-use curbside::{db, shutdown, telemetry};
+use curbside::{db, jobs, shutdown, telemetry};
 
 /// Curbside: find, reserve and pay for on-street parking.
 #[derive(Parser)]
@@ -17,8 +17,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply migrations, then serve the HTTP API on BIND_ADDR.
-    Serve,
+    /// Apply migrations, then serve the HTTP API on BIND_ADDR, with the job workers and the
+    /// reconciler in the same process.
+    Serve {
+        /// Serve the API only; run `curbside worker` processes for the jobs.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run the job workers and the reconciler only (any number may run against one Redis).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Import NYC's parking meters CSV (NYC Open Data dataset 693u-uax6) into spots.
@@ -76,11 +83,25 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let pool = db::connect(&config).await?;
     match command {
-        Command::Serve => {
+        Command::Serve { no_worker } => {
             db::migrate(&pool).await?;
             let app = Application::build(config, pool).await?;
+            let stop = shutdown::on_signal();
+            let workers =
+                (!no_worker).then(|| tokio::spawn(jobs::run(app.state().clone(), stop.clone())));
             tracing::info!(addr = %app.local_addr(), "serving");
-            app.run_until(shutdown::signal()).await?;
+            app.run_until(stop.clone().cancelled_owned()).await?;
+            if let Some(workers) = workers {
+                stop.cancel();
+                workers.await.context("the job workers panicked")?;
+            }
+            tracing::info!("stopped");
+        }
+        Command::Worker => {
+            db::migrate(&pool).await?;
+            let state = AppState::new(config, pool)?;
+            tracing::info!("working");
+            jobs::run(state, shutdown::on_signal()).await;
             tracing::info!("stopped");
         }
         Command::Migrate => {

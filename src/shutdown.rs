@@ -1,5 +1,20 @@
 //! Graceful shutdown: the server stops accepting connections on SIGINT or SIGTERM and
-//! lets requests in flight finish (each is bounded by the request timeout).
+//! lets requests in flight finish (each is bounded by the request timeout); the job workers
+//! stop taking jobs and let running ones finish.
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on the first SIGINT or SIGTERM, shared by the HTTP server and the
+/// job workers so both stop together.
+pub fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        cancel.cancel();
+    });
+    token
+}
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`).
 pub async fn signal() {

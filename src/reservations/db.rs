@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::access::Caller;
 use super::billing::Bill;
-use super::model::{Reservation, Scope};
+use super::model::{PaymentStatus, Reservation, Scope};
 use crate::error::{AppError, AppResult, ResultExt as _};
 use crate::time_window::TimeWindow;
 
@@ -15,7 +15,8 @@ macro_rules! columns {
     () => {
         "id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at, status, payment_status, \
          rate_cents_per_hour, amount_cents, currency, version, hold_expires_at, stripe_customer_id, \
-         stripe_setup_intent_id, stripe_payment_method_id, created_at, updated_at"
+         stripe_setup_intent_id, stripe_payment_method_id, card_last4, payment_error, created_at, \
+         updated_at"
     };
 }
 
@@ -60,14 +61,13 @@ pub async fn expire_lapsed_holds(
     conn: &mut PgConnection,
     spot_id: Uuid,
     window: &TimeWindow,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+) -> sqlx::Result<Vec<Reservation>> {
+    sqlx::query_as(returning!(
         "update reservations set status = 'expired', payment_status = 'not_required',
                 version = version + 1, updated_at = now()
          where spot_id = $1 and status = 'held' and hold_expires_at <= now()
-           and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')
-         returning id",
-    )
+           and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')"
+    ))
     .bind(spot_id)
     .bind(window.starts_at)
     .bind(window.ends_at)
@@ -162,15 +162,16 @@ pub async fn find_for(
     .await
 }
 
-/// Locks the reservation for a change in this transaction.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
+/// Locks the reservation for a change in this transaction (`None` if it is gone: a booking
+/// whose card setup failed is deleted).
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Reservation>> {
     sqlx::query_as(concat!(
         "select ",
         columns!(),
         " from reservations where id = $1 for update"
     ))
     .bind(id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
 }
 
@@ -181,7 +182,7 @@ pub async fn find_by_setup_intent(
     sqlx::query_as(concat!(
         "select ",
         columns!(),
-        " from reservations where stripe_setup_intent_id = $1 for update"
+        " from reservations where stripe_setup_intent_id = $1"
     ))
     .bind(setup_intent_id)
     .fetch_optional(conn)
@@ -233,7 +234,7 @@ pub async fn end_now(
     bill: Bill,
 ) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set ends_at = $2, amount_cents = $3, status = 'completed',
+        "update reservations set ends_at = $2, amount_cents = $3, status = 'completed', completed_at = now(),
                 payment_status = case when $3 = 0 then 'not_required' else 'charge_pending' end,
                 version = version + 1, updated_at = now()
          where id = $1"
@@ -327,4 +328,135 @@ pub async fn record_event(conn: &mut PgConnection, id: &str, kind: &str) -> sqlx
             .execute(conn)
             .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// The reservation, read without a lock (the step that acts on it locks it).
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
+    sqlx::query_as(concat!(
+        "select ",
+        columns!(),
+        " from reservations where id = $1"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// `confirmed` → `completed` with its final bill; the charge is pending unless nothing is owed.
+pub async fn complete(conn: &mut PgConnection, id: Uuid, bill: Bill) -> sqlx::Result<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set status = 'completed', completed_at = now(), amount_cents = $2,
+                payment_status = case when $2 = 0 then 'not_required' else 'charge_pending' end,
+                version = version + 1, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .bind(bill.amount_cents)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn expire(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set status = 'expired', payment_status = 'not_required',
+                version = version + 1, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn count_charge_attempt(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update reservations set charge_attempts = charge_attempts + 1, updated_at = now() where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the outcome of the final charge.
+pub async fn record_payment(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: PaymentStatus,
+    payment_intent_id: Option<&str>,
+    error: Option<&str>,
+) -> sqlx::Result<Reservation> {
+    sqlx::query_as(returning!(
+        "update reservations set payment_status = $2,
+                stripe_payment_intent_id = coalesce($3, stripe_payment_intent_id),
+                payment_error = $4, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .bind(status)
+    .bind(payment_intent_id)
+    .bind(error)
+    .fetch_one(conn)
+    .await
+}
+
+/// The reservation a PaymentIntent was made for.
+pub async fn find_by_payment(
+    conn: &mut PgConnection,
+    reservation_id: Option<Uuid>,
+    payment_intent_id: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "select id from reservations
+         where ($1::uuid is not null and id = $1) or stripe_payment_intent_id = $2
+         limit 1",
+    )
+    .bind(reservation_id)
+    .bind(payment_intent_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Unsent emails about the reservation, for their delivery jobs.
+pub async fn unsent_emails(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("select id from email_outbox where reservation_id = $1 and sent_at is null")
+        .bind(id)
+        .fetch_all(conn)
+        .await
+}
+
+/// Work a lost job would have done, for the reconciler: (ended, lapsed, charges stuck).
+pub async fn overdue(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)> {
+    let ended = sqlx::query_scalar(
+        "select id from reservations where status = 'confirmed' and ends_at <= now() - interval '5 seconds'
+         order by ends_at limit $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lapsed = sqlx::query_scalar(
+        "select id from reservations where status = 'held' and hold_expires_at <= now() - interval '5 seconds'
+         order by hold_expires_at limit $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let charges = sqlx::query_scalar(
+        "select id from reservations where payment_status = 'charge_pending'
+           and updated_at <= now() - interval '60 seconds'
+         order by updated_at limit $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((ended, lapsed, charges))
+}
+
+pub async fn set_card_last4(conn: &mut PgConnection, id: Uuid, last4: &str) -> sqlx::Result<()> {
+    sqlx::query("update reservations set card_last4 = $2 where id = $1")
+        .bind(id)
+        .bind(last4)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

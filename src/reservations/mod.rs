@@ -5,6 +5,7 @@
 mod access;
 pub mod billing;
 mod db;
+pub mod lifecycle;
 pub mod model;
 mod payment;
 mod routes;

@@ -79,6 +79,8 @@ pub struct Reservation {
     pub stripe_customer_id: Option<String>,
     pub stripe_setup_intent_id: Option<String>,
     pub stripe_payment_method_id: Option<String>,
+    pub card_last4: Option<String>,
+    pub payment_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -105,6 +107,10 @@ pub struct ReservationView {
     pub version: i32,
     /// When a `held` reservation lapses unless a card is saved.
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// The charged card's last four digits, once charged.
+    pub card_last4: Option<String>,
+    /// Why the final charge failed, when it did.
+    pub payment_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -130,6 +136,8 @@ impl From<&Reservation> for ReservationView {
             currency: r.currency.clone(),
             version: r.version,
             hold_expires_at: r.hold_expires_at.filter(|_| r.status == Status::Held),
+            card_last4: r.card_last4.clone(),
+            payment_error: r.payment_error.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }

@@ -11,13 +11,18 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use sqlx::PgConnection;
+use uuid::Uuid;
+
 use super::db;
+use super::lifecycle;
 use super::model::{Reservation, Status, invalid_state};
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::email::{Notice, outbox};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{
-    CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
+    ChargeOutcome, CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
 };
 
 /// Answers a failed Stripe call: 503 when trying again may work, 502 otherwise.
@@ -126,22 +131,49 @@ pub async fn confirm_with_card(
     reservation: &Reservation,
     payment_method: &str,
 ) -> AppResult<Reservation> {
-    let id = reservation.id;
     let mut tx = state.db.begin().await?;
-    db::lock_spot(&mut tx, reservation.spot_id).await?;
-    let current = db::lock(&mut tx, id).await?;
-    let confirmed = match current.status {
-        Status::Held => db::confirm(&mut tx, id, payment_method)
-            .await?
-            .ok_or_else(|| {
-                AppError::conflict("invalid_state", "the reservation changed meanwhile")
-            })?,
-        Status::Confirmed => current,
-        other => return Err(invalid_state(other)),
-    };
+    let confirmed = confirm_in(&mut tx, reservation, payment_method).await?;
     tx.commit().await?;
-    tracing::info!(reservation.id = %id, "reservation confirmed");
-    Ok(confirmed)
+    match confirmed {
+        Confirmation::Now(confirmed) => {
+            lifecycle::schedule_follow_up(state, &confirmed).await;
+            Ok(confirmed)
+        }
+        Confirmation::Already(current) => Ok(current),
+        Confirmation::TooLate(status) => Err(invalid_state(status)),
+    }
+}
+
+enum Confirmation {
+    Now(Reservation),
+    Already(Reservation),
+    TooLate(Status),
+}
+
+/// Confirms a held reservation with its confirmation email, in the caller's transaction.
+async fn confirm_in(
+    conn: &mut PgConnection,
+    reservation: &Reservation,
+    payment_method: &str,
+) -> AppResult<Confirmation> {
+    db::lock_spot(conn, reservation.spot_id).await?;
+    let current = db::lock(conn, reservation.id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such reservation".into()))?;
+    match current.status {
+        Status::Held => {
+            let confirmed = db::confirm(conn, reservation.id, payment_method)
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict("invalid_state", "the reservation changed meanwhile")
+                })?;
+            outbox::write(conn, &confirmed, &Notice::Confirmed).await?;
+            tracing::info!(reservation.id = %reservation.id, "reservation confirmed");
+            Ok(Confirmation::Now(confirmed))
+        }
+        Status::Confirmed => Ok(Confirmation::Already(current)),
+        other => Ok(Confirmation::TooLate(other)),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -197,23 +229,88 @@ pub async fn stripe_webhook(
             duplicate: true,
         }));
     }
-    if let WebhookEventKind::SetupIntentSucceeded {
-        setup_intent_id,
-        payment_method: Some(payment_method),
-    } = &event.kind
-        && let Some(reservation) = db::find_by_setup_intent(&mut tx, setup_intent_id).await?
-    {
-        db::lock_spot(&mut tx, reservation.spot_id).await?;
-        if db::lock(&mut tx, reservation.id).await?.status == Status::Held {
-            db::confirm(&mut tx, reservation.id, payment_method).await?;
-            tracing::info!(reservation.id = %reservation.id, "reservation confirmed by webhook");
-        }
-    }
+    let changed = apply_event(&mut tx, &event.kind).await?;
     tx.commit().await?;
+    if let Some(changed) = changed {
+        lifecycle::schedule_follow_up(&state, &changed).await;
+    }
     Ok(axum::Json(WebhookAck {
         received: true,
         duplicate: false,
     }))
+}
+
+/// The effect of one event: a saved card confirms its booking; a payment result settles
+/// the charge it belongs to (if the charge job has not already). Returns what changed.
+async fn apply_event(
+    conn: &mut PgConnection,
+    kind: &WebhookEventKind,
+) -> AppResult<Option<Reservation>> {
+    match kind {
+        WebhookEventKind::SetupIntentSucceeded {
+            setup_intent_id,
+            payment_method: Some(payment_method),
+        } => {
+            let Some(reservation) = db::find_by_setup_intent(conn, setup_intent_id).await? else {
+                return Ok(None);
+            };
+            Ok(
+                match confirm_in(conn, &reservation, payment_method).await? {
+                    Confirmation::Now(confirmed) => Some(confirmed),
+                    Confirmation::Already(_) | Confirmation::TooLate(_) => None,
+                },
+            )
+        }
+        WebhookEventKind::PaymentIntentSucceeded {
+            payment_intent_id,
+            reservation_id,
+        } => {
+            let outcome = ChargeOutcome::Succeeded {
+                payment_intent_id: payment_intent_id.clone(),
+            };
+            settle_payment(conn, *reservation_id, payment_intent_id, &outcome).await
+        }
+        WebhookEventKind::PaymentIntentFailed {
+            payment_intent_id,
+            reservation_id,
+            code,
+            decline_code,
+            message,
+        } => {
+            let outcome = if code.as_deref() == Some("authentication_required") {
+                ChargeOutcome::RequiresAction {
+                    payment_intent_id: payment_intent_id.clone(),
+                }
+            } else {
+                ChargeOutcome::Declined {
+                    payment_intent_id: Some(payment_intent_id.clone()),
+                    code: code.clone().unwrap_or_else(|| "payment_failed".into()),
+                    decline_code: decline_code.clone(),
+                    message: message
+                        .clone()
+                        .unwrap_or_else(|| "the payment failed".into()),
+                }
+            };
+            settle_payment(conn, *reservation_id, payment_intent_id, &outcome).await
+        }
+        WebhookEventKind::SetupIntentSucceeded {
+            payment_method: None,
+            ..
+        }
+        | WebhookEventKind::Other(_) => Ok(None),
+    }
+}
+
+async fn settle_payment(
+    conn: &mut PgConnection,
+    reservation_id: Option<Uuid>,
+    payment_intent_id: &str,
+    outcome: &ChargeOutcome,
+) -> AppResult<Option<Reservation>> {
+    match db::find_by_payment(conn, reservation_id, payment_intent_id).await? {
+        Some(id) => Ok(lifecycle::settle_in(conn, id, outcome).await?),
+        None => Ok(None),
+    }
 }
 
 fn event_type(kind: &WebhookEventKind) -> &str {

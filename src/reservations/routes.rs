@@ -9,12 +9,13 @@ use super::access::{Booker, Caller, new_guest_token};
 use super::billing::bill;
 use super::db::{self, NewReservation};
 use super::model::{
-    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
-    Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
+    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, PaymentStatus, Quote,
+    QuoteRequest, Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
 };
-use super::payment;
+use super::{lifecycle, payment};
 use crate::app::AppState;
 use crate::auth::{self, AuthUser, model::Email};
+use crate::email::{Notice, outbox};
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{self, Page, decode_cursor, encode_cursor};
@@ -180,9 +181,16 @@ async fn account_email(state: &AppState, user: &AuthUser) -> AppResult<String> {
 async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Reservation> {
     let mut tx = state.db.begin().await?;
     db::lock_spot(&mut tx, new.spot_id).await?;
-    db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
+    let expired = db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
+    for lapsed in &expired {
+        outbox::write(&mut tx, lapsed, &Notice::HoldExpired).await?;
+    }
     let reservation = db::insert(&mut tx, new).await?;
     tx.commit().await?;
+    for lapsed in &expired {
+        lifecycle::schedule_follow_up(state, lapsed).await;
+    }
+    lifecycle::schedule_follow_up(state, &reservation).await;
     Ok(reservation)
 }
 
@@ -239,16 +247,17 @@ pub async fn confirm(
     Ok(axum::Json(ReservationView::from(&confirmed)))
 }
 
-/// Locks a reservation the caller may change, inside the transaction.
+/// Locks a reservation the caller may change, and its spot first, inside the transaction.
 async fn lock_for(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
     caller: &Caller,
 ) -> AppResult<Reservation> {
-    db::find_for(conn, id, caller)
+    let found = db::find_for(conn, id, caller)
         .await?
         .ok_or_else(no_such_reservation)?;
-    Ok(db::lock(conn, id).await?)
+    db::lock_spot(conn, found.spot_id).await?;
+    db::lock(conn, id).await?.ok_or_else(no_such_reservation)
 }
 
 /// Whether the reservation still holds its spot: confirmed, or held and not lapsed.
@@ -312,7 +321,9 @@ pub async fn change(
         reservation.rate_cents_per_hour,
     );
     let changed = db::change_end(&mut tx, id, ends_at, new_bill).await?;
+    outbox::write(&mut tx, &changed, &Notice::Changed).await?;
     tx.commit().await?;
+    lifecycle::schedule_follow_up(&state, &changed).await;
     tracing::info!(version = changed.version, "reservation changed");
     Ok(axum::Json(ReservationView::from(&changed)))
 }
@@ -354,7 +365,11 @@ pub async fn end(
     }
     let final_bill = bill(reservation.starts_at, now, reservation.rate_cents_per_hour);
     let ended = db::end_now(&mut tx, id, now, final_bill).await?;
+    if ended.payment_status == PaymentStatus::NotRequired {
+        outbox::write(&mut tx, &ended, &Notice::Receipt).await?;
+    }
     tx.commit().await?;
+    lifecycle::schedule_follow_up(&state, &ended).await;
     tracing::info!(amount_cents = ended.amount_cents, "reservation ended early");
     Ok(axum::Json(ReservationView::from(&ended)))
 }
@@ -389,7 +404,9 @@ pub async fn cancel(
         ));
     }
     let cancelled = db::cancel(&mut tx, id).await?;
+    outbox::write(&mut tx, &cancelled, &Notice::Cancelled).await?;
     tx.commit().await?;
+    lifecycle::schedule_follow_up(&state, &cancelled).await;
     tracing::info!("reservation cancelled");
     Ok(axum::Json(ReservationView::from(&cancelled)))
 }

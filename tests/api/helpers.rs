@@ -1,25 +1,33 @@
 use curbside::app::Application;
 use curbside::config::Config;
 use curbside::payments::fake_stripe::{self, FakeStripe, FakeStripeOptions};
+use secrecy::ExposeSecret as _;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::smtp_sink::SmtpSink;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A running app, a client for it, and the imitation of Stripe it talks to, which posts
-/// its signed webhooks back to the app.
+/// A running app (API and, unless asked otherwise, its job workers), a client for it, the
+/// imitation of Stripe it talks to (which posts signed webhooks back), and an SMTP server
+/// that keeps the emails it sends.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub config: Config,
     pub stripe: FakeStripe,
+    pub smtp: SmtpSink,
+    /// Stops the in-process workers when the test ends.
+    _workers: Option<DropGuard>,
 }
 
 /// Settings for tests: a free port, this machine's Redis under a key prefix of its own, and
 /// limits high enough that only the rate-limit tests meet them.
-fn test_config(overrides: &[(&str, &str)], stripe: &FakeStripe) -> Config {
+fn test_config(overrides: &[(&str, &str)], stripe: &FakeStripe, smtp: &SmtpSink) -> Config {
     let prefix = format!("curbside-test-{}", uuid::Uuid::new_v4());
     Config::from_lookup(|name| {
         if let Some((_, value)) = overrides.iter().find(|(key, _)| *key == name) {
@@ -33,6 +41,7 @@ fn test_config(overrides: &[(&str, &str)], stripe: &FakeStripe) -> Config {
             "STRIPE_API_BASE" => Some(stripe.base_url()),
             "STRIPE_SECRET_KEY" => Some(fake_stripe::TEST_SECRET_KEY.into()),
             "STRIPE_WEBHOOK_SECRET" => Some(stripe.webhook_secret().into()),
+            "SMTP_URL" => Some(smtp.url()),
             _ => None,
         }
     })
@@ -46,6 +55,15 @@ impl TestApp {
 
     /// Starts the app with some settings overridden (`("AUTH_RATE_LIMIT_PER_MINUTE", "3")`).
     pub async fn spawn_with(db: PgPool, overrides: &[(&str, &str)]) -> Self {
+        Self::start(db, overrides, true).await
+    }
+
+    /// The API alone; jobs wait in Redis for a worker (see [`TestApp::worker_process`]).
+    pub async fn spawn_without_worker(db: PgPool, overrides: &[(&str, &str)]) -> Self {
+        Self::start(db, overrides, false).await
+    }
+
+    async fn start(db: PgPool, overrides: &[(&str, &str)], workers: bool) -> Self {
         // `TEST_LOG=1 scripts/test.sh …` shows the app's logs, 5xx causes included.
         if std::env::var_os("TEST_LOG").is_some() {
             curbside::telemetry::init(curbside::config::AppEnv::Development);
@@ -56,11 +74,17 @@ impl TestApp {
         })
         .await
         .expect("the Stripe imitation starts");
-        let config = test_config(overrides, &stripe);
+        let smtp = SmtpSink::start().await;
+        let config = test_config(overrides, &stripe, &smtp);
         let app = Application::build(config.clone(), db.clone())
             .await
             .expect("the app builds");
         let address = format!("http://{}", app.local_addr());
+        let workers = workers.then(|| {
+            let stop = CancellationToken::new();
+            tokio::spawn(curbside::jobs::run(app.state().clone(), stop.clone()));
+            stop.drop_guard()
+        });
         stripe.set_webhook_url(Some(format!("{address}/v1/webhooks/stripe")));
         tokio::spawn(app.run_until(std::future::pending()));
         let client = reqwest::Client::builder()
@@ -73,6 +97,8 @@ impl TestApp {
             db,
             config,
             stripe,
+            smtp,
+            _workers: workers,
         }
     }
 
@@ -139,6 +165,50 @@ impl TestApp {
 
     pub async fn me_status(&self, access_token: &str) -> StatusCode {
         self.get("/v1/me", Some(access_token)).await.status()
+    }
+
+    /// Deletes every job this app queued or scheduled in Redis, as a Redis failover would.
+    pub async fn flush_jobs(&self) {
+        let client = redis::Client::open(self.config.redis_url.expose_secret()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("*{}*", self.config.redis_key_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            !keys.is_empty(),
+            "no jobs were queued under {}",
+            self.config.redis_key_prefix
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// `curbside worker` as a separate process with this app's settings.
+    pub fn worker_process(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
+            .arg("worker")
+            .env("DATABASE_URL", database_url(&self.db))
+            .env("REDIS_URL", self.config.redis_url.expose_secret())
+            .env("REDIS_KEY_PREFIX", &self.config.redis_key_prefix)
+            .env("STRIPE_API_BASE", &self.config.stripe_api_base)
+            .env(
+                "STRIPE_SECRET_KEY",
+                self.config.stripe_secret_key.expose_secret(),
+            )
+            .env(
+                "STRIPE_WEBHOOK_SECRET",
+                self.config.stripe_webhook_secret.expose_secret(),
+            )
+            .env("SMTP_URL", self.smtp.url())
+            .env("RECONCILE_INTERVAL_SECONDS", "2")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the worker starts")
     }
 }
 

@@ -1,0 +1,124 @@
+//! The email outbox: rows written with the change they announce, delivered at least once.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::templates::{Notice, Place, compose};
+use crate::reservations::model::Reservation;
+
+/// An email waiting to be (or already) sent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxEmail {
+    pub id: Uuid,
+    pub to_address: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+/// How long a claimed email is left to its sender before someone else may try it.
+const CLAIM_LEASE: Duration = Duration::seconds(60);
+
+/// Writes the email announcing `notice` for the reservation; call it inside the
+/// transaction that makes the change, so the two commit or roll back together.
+pub async fn write(
+    conn: &mut PgConnection,
+    reservation: &Reservation,
+    notice: &Notice,
+) -> sqlx::Result<Uuid> {
+    let (meter_number, street, borough): (String, Option<String>, String) =
+        sqlx::query_as("select meter_number, street, borough from spots where id = $1")
+            .bind(reservation.spot_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let place = Place {
+        meter_number,
+        street,
+        borough,
+    };
+    let (subject, body) = compose(notice, reservation, &place);
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into email_outbox (id, reservation_id, kind, to_address, subject, body)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(reservation.id)
+    .bind(notice.kind())
+    .bind(&reservation.email)
+    .bind(subject)
+    .bind(body)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Takes an unsent, due email for sending: it is leased to the caller for a minute, so a
+/// job and the reconciler (or two deliveries of one job) never send it both.
+pub async fn claim(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OutboxEmail>> {
+    sqlx::query_as(
+        "update email_outbox set next_attempt_at = now() + $2, attempts = attempts + 1
+         where id = $1 and sent_at is null and next_attempt_at <= now()
+         returning id, to_address, subject, body, attempts",
+    )
+    .bind(id)
+    .bind(CLAIM_LEASE)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_sent(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update email_outbox set sent_at = now(), last_error = null where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; the email is due again after `retry_at`.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    id: Uuid,
+    error: &str,
+    retry_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("update email_outbox set last_error = $2, next_attempt_at = $3 where id = $1")
+        .bind(id)
+        .bind(error)
+        .bind(retry_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Unsent emails that are due, oldest first.
+pub async fn due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "select id from email_outbox where sent_at is null and next_attempt_at <= now()
+         order by next_attempt_at limit $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Wait before the next attempt after `attempts` failures: 2 s, 4 s, 8 s … up to 10 minutes.
+pub fn backoff(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(1, 10) as u32;
+    Duration::seconds((1_i64 << exponent).min(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes() {
+        assert_eq!(backoff(1), Duration::seconds(2));
+        assert_eq!(backoff(2), Duration::seconds(4));
+        assert_eq!(backoff(9), Duration::seconds(512));
+        assert_eq!(backoff(10), Duration::seconds(600));
+        assert_eq!(backoff(50), Duration::seconds(600));
+    }
+}

@@ -1,0 +1,82 @@
+//! The reconciler: every `RECONCILE_INTERVAL_SECONDS` it finds, in PostgreSQL alone, the work
+//! that a lost or failed job left undone (reservations past their end, lapsed holds, charges
+//! stuck pending, unsent emails) and does it. Redis may lose every job; the system still
+//! converges. Every step is idempotent and locks its row, so several reconcilers (one per
+//! worker process) and the jobs themselves can overlap safely.
+
+use std::time::Duration;
+
+use crate::app::AppState;
+use crate::email::outbox;
+use crate::reservations::lifecycle::{self, Due};
+
+/// Rows handled per kind of work and pass; a larger backlog takes several passes.
+const BATCH: i64 = 500;
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub completed: usize,
+    pub expired: usize,
+    pub charges_tried: usize,
+    pub emails_tried: usize,
+}
+
+impl Reconciled {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One pass over everything overdue.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
+    let mut conn = state.db.acquire().await?;
+    let (ended, lapsed, charges) =
+        crate::reservations::lifecycle::overdue(&mut conn, BATCH).await?;
+    let emails = outbox::due(&mut conn, BATCH).await?;
+    drop(conn);
+
+    let mut done = Reconciled::default();
+    for id in ended {
+        if lifecycle::complete(state, id, None).await? == Due::Done {
+            done.completed += 1;
+        }
+    }
+    for id in lapsed {
+        if lifecycle::expire_hold(state, id).await? == Due::Done {
+            done.expired += 1;
+        }
+    }
+    for id in charges {
+        done.charges_tried += 1;
+        if let Err(failure) = lifecycle::charge(state, id).await {
+            tracing::warn!(reservation.id = %id, error = %failure, "overdue charge still failing");
+        }
+    }
+    for id in emails {
+        done.emails_tried += 1;
+        if let Err(failure) = lifecycle::deliver_email(state, id).await {
+            tracing::warn!(outbox.id = %id, error = %failure, "overdue email still failing");
+        }
+    }
+    Ok(done)
+}
+
+/// Reconciles every `interval` until `shutdown` resolves. A failed pass is logged and the
+/// next one tries again.
+pub async fn run(state: AppState, interval: Duration, shutdown: impl Future<Output = ()>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticks.tick() => {}
+        }
+        match reconcile(&state).await {
+            Ok(done) if done.is_empty() => tracing::debug!("reconciler: nothing overdue"),
+            Ok(done) => tracing::info!(?done, "reconciler finished overdue work"),
+            Err(error) => tracing::error!(error = format!("{error:#}"), "reconciler pass failed"),
+        }
+    }
+}

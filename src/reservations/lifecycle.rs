@@ -1,0 +1,342 @@
+//! What happens to a reservation after booking, without a client: it ends at `ends_at`,
+//! a lapsed hold expires, the final bill is charged off-session, and Stripe's payment events
+//! settle charges. Jobs and the reconciler call these steps; every one re-reads PostgreSQL,
+//! locks the row and checks it is still due, so running one twice changes nothing.
+
+use anyhow::Context as _;
+use chrono::Utc;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::billing::bill;
+use super::db;
+use super::model::{PaymentStatus, Reservation, Status};
+use crate::app::AppState;
+use crate::email::{Notice, outbox};
+use crate::jobs::{Job, JobFailure};
+use crate::payments::{ChargeOutcome, ChargeRequest, CustomerId, PaymentError};
+
+/// After a change commits, schedules the jobs it needs: its end or its hold's expiry, its
+/// charge, and the delivery of its unsent emails. Redis losing them is harmless: the
+/// reconciler finds the same work in PostgreSQL.
+pub async fn schedule_follow_up(state: &AppState, reservation: &Reservation) {
+    let job = match reservation.status {
+        Status::Confirmed => Some((
+            Job::EndReservation {
+                reservation_id: reservation.id,
+                version: reservation.version,
+            },
+            reservation.ends_at,
+        )),
+        Status::Held => reservation.hold_expires_at.map(|at| {
+            (
+                Job::ExpireHold {
+                    reservation_id: reservation.id,
+                    version: reservation.version,
+                },
+                at,
+            )
+        }),
+        _ => None,
+    };
+    if let Some((job, at)) = job
+        && let Err(error) = state.jobs.schedule(job, at).await
+    {
+        tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot schedule a job; the reconciler will do it");
+    }
+    let mut now = Vec::new();
+    if reservation.payment_status == PaymentStatus::ChargePending {
+        now.push(Job::Charge {
+            reservation_id: reservation.id,
+        });
+    }
+    match state.db.acquire().await {
+        Ok(mut conn) => match db::unsent_emails(&mut conn, reservation.id).await {
+            Ok(ids) => now.extend(
+                ids.into_iter()
+                    .map(|outbox_id| Job::SendEmail { outbox_id }),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list unsent emails; the reconciler will send them")
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot list unsent emails; the reconciler will send them")
+        }
+    }
+    for job in now {
+        if let Err(error) = state.jobs.enqueue(job).await {
+            tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot queue a job; the reconciler will do it");
+        }
+    }
+}
+
+/// What a time-triggered step found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Due {
+    /// It acted.
+    Done,
+    /// Its time has not come (a job that fired early, or a clock a little behind).
+    NotYet,
+    /// Nothing to do: changed, confirmed, cancelled or already done meanwhile.
+    Moot,
+}
+
+/// Completes a confirmed reservation whose end has come, with its final bill. A job passes
+/// the version it was scheduled for, and does nothing if the reservation changed since (the
+/// change scheduled its own job); the reconciler passes `None`.
+pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyhow::Result<Due> {
+    let mut tx = state.db.begin().await?;
+    let Some(reservation) = db::lock(&mut tx, id).await? else {
+        return Ok(Due::Moot);
+    };
+    let stale = version.is_some_and(|v| v != reservation.version);
+    if reservation.status != Status::Confirmed || stale {
+        return Ok(Due::Moot);
+    }
+    if reservation.ends_at > Utc::now() {
+        return Ok(Due::NotYet);
+    }
+    let final_bill = bill(
+        reservation.starts_at,
+        reservation.ends_at,
+        reservation.rate_cents_per_hour,
+    );
+    let completed = db::complete(&mut tx, id, final_bill).await?;
+    if completed.payment_status == PaymentStatus::NotRequired {
+        outbox::write(&mut tx, &completed, &Notice::Receipt).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(reservation.id = %id, amount_cents = completed.amount_cents, "reservation completed");
+    schedule_follow_up(state, &completed).await;
+    Ok(Due::Done)
+}
+
+/// Expires a hold whose time is up and that no card confirmed.
+pub async fn expire_hold(state: &AppState, id: Uuid) -> anyhow::Result<Due> {
+    let mut tx = state.db.begin().await?;
+    let Some(reservation) = db::lock(&mut tx, id).await? else {
+        return Ok(Due::Moot);
+    };
+    if reservation.status != Status::Held {
+        return Ok(Due::Moot);
+    }
+    if reservation
+        .hold_expires_at
+        .is_some_and(|at| at > Utc::now())
+    {
+        return Ok(Due::NotYet);
+    }
+    let expired = db::expire(&mut tx, id).await?;
+    outbox::write(&mut tx, &expired, &Notice::HoldExpired).await?;
+    tx.commit().await?;
+    tracing::info!(reservation.id = %id, "hold expired");
+    schedule_follow_up(state, &expired).await;
+    Ok(Due::Done)
+}
+
+/// Charges the final bill off-session, once. The idempotency key is the same on every
+/// attempt, so Stripe charges at most once however often this runs.
+pub async fn charge(state: &AppState, id: Uuid) -> Result<(), JobFailure> {
+    let reservation = db::get(&mut *state.db.acquire().await.map_err(retry)?, id)
+        .await
+        .map_err(retry)?;
+    if reservation.payment_status != PaymentStatus::ChargePending {
+        return Ok(());
+    }
+    let (Some(customer), Some(payment_method)) = (
+        reservation.stripe_customer_id.clone(),
+        reservation.stripe_payment_method_id.clone(),
+    ) else {
+        let outcome = ChargeOutcome::Declined {
+            payment_intent_id: None,
+            code: "no_saved_card".into(),
+            decline_code: None,
+            message: "no card was saved for this reservation".into(),
+        };
+        return settle(state, id, &outcome).await.map_err(retry);
+    };
+    // Read before charging, so the receipt has it whichever answer settles the charge first:
+    // this job's, or Stripe's webhook.
+    if reservation.card_last4.is_none()
+        && let Some(last4) = card_last4(state, &payment_method).await
+    {
+        db::set_card_last4(&mut *state.db.acquire().await.map_err(retry)?, id, &last4)
+            .await
+            .map_err(retry)?;
+    }
+    let request = ChargeRequest {
+        customer_id: CustomerId::new(customer),
+        payment_method_id: payment_method.clone(),
+        amount_cents: reservation.amount_cents,
+        currency: reservation.currency.clone(),
+        reservation_id: id,
+        idempotency_key: format!("reservation:{id}:charge"),
+    };
+    match state.payments.charge_off_session(&request).await {
+        Ok(outcome) => settle(state, id, &outcome).await.map_err(retry),
+        Err(PaymentError::Unavailable(message)) => {
+            db::count_charge_attempt(&mut *state.db.acquire().await.map_err(retry)?, id)
+                .await
+                .map_err(retry)?;
+            Err(JobFailure::Retry(anyhow::anyhow!(
+                "Stripe is unavailable: {message}"
+            )))
+        }
+        Err(error @ PaymentError::Unexpected(_)) => {
+            // The charge's fate at Stripe is unknown: keep it pending; the reconciler asks
+            // again later with the same key, which can only return the same PaymentIntent.
+            Err(JobFailure::Abort(
+                anyhow::Error::new(error).context("unreadable answer to a charge"),
+            ))
+        }
+        Err(PaymentError::Rejected { code, message, .. }) => {
+            tracing::error!(reservation.id = %id, %code, %message, "Stripe refused the charge request");
+            let outcome = ChargeOutcome::Declined {
+                payment_intent_id: None,
+                code,
+                decline_code: None,
+                message,
+            };
+            settle(state, id, &outcome).await.map_err(retry)
+        }
+    }
+}
+
+/// The card's last four digits for the receipt; a receipt without them beats none.
+async fn card_last4(state: &AppState, payment_method: &str) -> Option<String> {
+    match state.payments.card_last4(payment_method).await {
+        Ok(last4) => last4,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the card's last digits for the receipt");
+            None
+        }
+    }
+}
+
+fn retry(error: impl Into<anyhow::Error>) -> JobFailure {
+    JobFailure::Retry(error.into())
+}
+
+/// Records how a charge ended (from the charge job or Stripe's webhook), with its email, if
+/// the reservation is still waiting for that answer.
+pub async fn settle(state: &AppState, id: Uuid, outcome: &ChargeOutcome) -> anyhow::Result<()> {
+    let mut tx = state.db.begin().await?;
+    let settled = settle_in(&mut tx, id, outcome).await?;
+    tx.commit().await?;
+    if let Some(settled) = settled {
+        schedule_follow_up(state, &settled).await;
+    }
+    Ok(())
+}
+
+/// [`settle`] inside the caller's transaction; the changed reservation, if it changed.
+/// The caller schedules its follow-up once the transaction commits.
+pub async fn settle_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    outcome: &ChargeOutcome,
+) -> anyhow::Result<Option<Reservation>> {
+    let reservation = db::lock(conn, id)
+        .await?
+        .context("the charged reservation is gone")?;
+    let waiting = matches!(
+        reservation.payment_status,
+        PaymentStatus::ChargePending | PaymentStatus::RequiresAction
+    );
+    if !waiting {
+        return Ok(None);
+    }
+    let (status, payment_intent, error, notice) = match outcome {
+        ChargeOutcome::Succeeded { payment_intent_id } => (
+            PaymentStatus::Paid,
+            Some(payment_intent_id),
+            None,
+            Some(Notice::Receipt),
+        ),
+        ChargeOutcome::Processing { payment_intent_id } => (
+            PaymentStatus::ChargePending,
+            Some(payment_intent_id),
+            None,
+            None,
+        ),
+        ChargeOutcome::Declined {
+            payment_intent_id,
+            message,
+            ..
+        } => (
+            PaymentStatus::Failed,
+            payment_intent_id.as_ref(),
+            Some(message.clone()),
+            Some(Notice::PaymentFailed {
+                reason: message.clone(),
+                requires_action: false,
+            }),
+        ),
+        ChargeOutcome::RequiresAction { payment_intent_id } => (
+            PaymentStatus::RequiresAction,
+            Some(payment_intent_id),
+            Some("the bank asks the card holder to authenticate".to_owned()),
+            Some(Notice::PaymentFailed {
+                reason: "your bank asks you to confirm the payment".into(),
+                requires_action: true,
+            }),
+        ),
+    };
+    if status == reservation.payment_status {
+        return Ok(None);
+    }
+    let settled = db::record_payment(
+        conn,
+        id,
+        status,
+        payment_intent.map(String::as_str),
+        error.as_deref(),
+    )
+    .await?;
+    if let Some(notice) = notice {
+        outbox::write(conn, &settled, &notice).await?;
+    }
+    tracing::info!(reservation.id = %id, payment_status = ?status, "charge settled");
+    Ok(Some(settled))
+}
+
+/// Delivers one outbox email, if it is due and nobody else is sending it.
+pub async fn deliver_email(state: &AppState, outbox_id: Uuid) -> Result<(), JobFailure> {
+    let claimed = outbox::claim(&mut *state.db.acquire().await.map_err(retry)?, outbox_id)
+        .await
+        .map_err(retry)?;
+    let Some(email) = claimed else {
+        return Ok(());
+    };
+    match state.mailer.send(&email).await {
+        Ok(()) => {
+            outbox::mark_sent(&mut *state.db.acquire().await.map_err(retry)?, email.id)
+                .await
+                .map_err(retry)?;
+            tracing::info!(outbox.id = %email.id, "email sent");
+            Ok(())
+        }
+        Err(error) => {
+            let retry_at = Utc::now() + outbox::backoff(email.attempts);
+            outbox::mark_failed(
+                &mut *state.db.acquire().await.map_err(retry)?,
+                email.id,
+                &format!("{error:#}"),
+                retry_at,
+            )
+            .await
+            .map_err(retry)?;
+            tracing::warn!(outbox.id = %email.id, attempts = email.attempts, error = format!("{error:#}"), "email not sent; will retry");
+            Ok(())
+        }
+    }
+}
+
+/// Overdue work for the reconciler: (ended, lapsed holds, charges stuck pending).
+pub async fn overdue(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)> {
+    db::overdue(conn, limit).await
+}
