@@ -7,6 +7,9 @@
     bench/bench.py booking   POST /v1/reservations on random spots (Stripe imitation on
                              loopback) vs the same insert transaction in pgbench, and 50
                              clients fighting over 10 spots
+    bench/bench.py endings   10,000 reservations ending in the same minute: lateness, charges
+                             per second, peak RSS, and spot search meanwhile; workers in the
+                             API process, then in a separate `curbside worker` process
 
 Every figure is the median of --runs runs (default 3), each --seconds long (default 10),
 and each comparison is against a baseline measured in the same run. Needs wrk and pgbench
@@ -65,17 +68,19 @@ def fresh_database(admin_url, name):
 def build():
     log("building the release binary")
     run(["cargo", "build", "--release", "--locked"], cwd=ROOT)
-    return os.path.join(ROOT, "target", "release", "curbside")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "curbside")
 
 
 class Server:
     """The release server on PORT, with limits high enough not to meet."""
 
-    def __init__(self, binary, database_url, redis_url, extra_env=None):
+    def __init__(self, binary, database_url, redis_url, extra_env=None, serve_args=()):
         env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, BIND_ADDR=f"127.0.0.1:{PORT}",
                    RATE_LIMIT_PER_MINUTE="1000000000", AUTH_RATE_LIMIT_PER_MINUTE="1000000000",
                    REDIS_KEY_PREFIX=f"bench-{os.getpid()}", RUST_LOG="warn", **(extra_env or {}))
-        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen([binary, "serve", *serve_args], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
                 urllib.request.urlopen(BASE + "/readyz", timeout=1)
@@ -85,9 +90,7 @@ class Server:
         raise RuntimeError("the server did not become ready")
 
     def peak_rss_mb(self):
-        with open(f"/proc/{self.process.pid}/status") as status:
-            kb = int(re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1))
-        return kb / 1024
+        return peak_rss_mb(self.process.pid)
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -331,16 +334,160 @@ def bench_booking(args, admin_url, redis_url, binary):
     }, indent=2))
 
 
+def percentile_sql(database_url, expression, where):
+    out = run(["psql", database_url, "-qtAc",
+               f"select percentile_cont(0.5) within group (order by {expression}), "
+               f"percentile_cont(0.99) within group (order by {expression}), max({expression}), count(*) "
+               f"from reservations where {where}"])
+    p50, p99, worst, count = out.strip().split("|")
+    return float(p50 or 0), float(p99 or 0), float(worst or 0), int(count)
+
+
+def patch_all(requests):
+    """PATCHes every (path, token, body) with 32 threads; returns the statuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def patch(item):
+        path, token, body = item
+        request = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), method="PATCH",
+                                         headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+        try:
+            return urllib.request.urlopen(request, timeout=30).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    with ThreadPoolExecutor(32) as pool:
+        return list(pool.map(patch, requests))
+
+
+ENDINGS = 10_000
+
+
+def seed_endings(binary, database_url):
+    """One card saved through the API, then ENDINGS confirmed reservations on distinct spots
+    that use it, each with a guest token the benchmark knows."""
+    import hashlib
+    spot = run(["psql", database_url, "-qtAc", "select id from spots order by id limit 1"]).strip()
+    request = urllib.request.Request(BASE + "/v1/reservations", method="POST", headers={"content-type": "application/json"},
+                                     data=json.dumps({"spot_id": spot, "duration_minutes": 30, "email": "seed@example.com"}).encode())
+    booked = json.load(urllib.request.urlopen(request, timeout=10))
+    secret = booked["payment"]["client_secret"]
+    setup_id = secret.split("_secret_")[0]
+    confirm = urllib.request.Request(f"http://127.0.0.1:{STRIPE_PORT}/v1/setup_intents/{setup_id}/confirm", method="POST",
+                                     data=b"payment_method=pm_card_visa", headers={"authorization": "Bearer pk_test_bench"})
+    urllib.request.urlopen(confirm, timeout=10)
+    urllib.request.urlopen(urllib.request.Request(f"{BASE}/v1/reservations/{booked['reservation']['id']}/confirm", method="POST",
+                                                  headers={"authorization": f"Bearer {booked['guest_token']}"}), timeout=10)
+    rows = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
+    tokens = []
+    for i in range(ENDINGS):
+        token = f"cg_bench_{i}"
+        tokens.append(token)
+        rows.write(f"{i},\\x{hashlib.sha256(token.encode()).hexdigest()}\n")
+    rows.close()
+    run(["psql", database_url, "-q", "-v", "ON_ERROR_STOP=1"], input=f"""
+        create temp table seed (n int, token_hash bytea);
+        \\copy seed from '{rows.name}' csv
+        insert into reservations (id, spot_id, email, starts_at, ends_at, status, payment_status, rate_cents_per_hour,
+                                  amount_cents, version, guest_token_hash, stripe_customer_id, stripe_payment_method_id)
+        select gen_random_uuid(), s.id, 'bench' || seed.n || '@example.com', now(), now() + interval '30 minutes',
+               'confirmed', 'card_saved', 450, 225, 2, seed.token_hash, r.stripe_customer_id, r.stripe_payment_method_id
+        from seed
+        join (select id, row_number() over (order by id) as n from spots where id <> '{spot}') s on s.n = seed.n + 1
+        cross join (select stripe_customer_id, stripe_payment_method_id from reservations where status = 'confirmed') r;
+    """)
+    ids = run(["psql", database_url, "-qtAc", "select id, email from reservations where email like 'bench%' order by email"]).split()
+    by_n = {}
+    for line in ids:
+        rid, email = line.split("|")
+        by_n[int(email[5:].split("@")[0])] = rid
+    return [(by_n[i], tokens[i]) for i in range(ENDINGS)]
+
+
+def bench_endings(args, admin_url, redis_url, binary):
+    results = {}
+    for mode in ["in_process", "separate_worker"]:
+        database_url = fresh_database(admin_url, f"curbside_bench_endings_{mode}")
+        run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+        import_nyc(binary, database_url)
+        stripe = subprocess.Popen([binary, "fake-stripe", "--bind", f"127.0.0.1:{STRIPE_PORT}", "--webhook-url",
+                                   f"{BASE}/v1/webhooks/stripe", "--webhook-secret", "whsec_bench"],
+                                  env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
+        env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
+               "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SMTP_URL": "smtp://127.0.0.1:1", "REDIS_KEY_PREFIX": f"bench-endings-{mode}-{os.getpid()}"}
+        server = Server(binary, database_url, redis_url, env)
+        worker = None
+        try:
+            if mode == "separate_worker":
+                server.stop()
+                server = Server(binary, database_url, redis_url, env, serve_args=["--no-worker"])
+                worker_env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, RUST_LOG="warn", **env)
+                worker = subprocess.Popen([binary, "worker"], env=worker_env, stdout=subprocess.DEVNULL)
+            bookings = seed_endings(binary, database_url)
+            log(f"{mode}: {len(bookings)} reservations seeded; scheduling their ends")
+            first_end = time.time() + 75
+            patches = []
+            for i, (rid, token) in enumerate(bookings):
+                ends_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first_end + i % 60)) + f".{(i * 7919) % 1000:03d}Z"
+                patches.append((f"/v1/reservations/{rid}", token, {"ends_at": ends_at}))
+            statuses = patch_all(patches)
+            assert all(s == 200 for s in statuses), f"PATCH failures: {[s for s in statuses if s != 200][:5]}"
+            wait = first_end - time.time()
+            assert wait > 0, "scheduling took longer than the lead time"
+            time.sleep(wait)
+            search = wrk(SEARCH_PATH, 50, 60)
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                done = int(run(["psql", database_url, "-qtAc",
+                                "select count(*) from reservations where email like 'bench%' and payment_status = 'paid'"]).strip())
+                if done == ENDINGS:
+                    break
+                time.sleep(1)
+            search_result = wrk_result(search)
+            lateness = percentile_sql(database_url, "extract(epoch from completed_at - ends_at)", "email like 'bench%'")
+            span = run(["psql", database_url, "-qtAc",
+                        "select extract(epoch from max(updated_at) - min(completed_at)) from reservations "
+                        "where email like 'bench%' and payment_status = 'paid'"]).strip()
+            charges = int(run(["psql", database_url, "-qtAc",
+                               "select count(*) from reservations where email like 'bench%' and payment_status = 'paid'"]).strip())
+            results[mode] = {
+                "completed": lateness[3],
+                "paid": charges,
+                "lateness_p50_s": lateness[0],
+                "lateness_p99_s": lateness[1],
+                "lateness_max_s": lateness[2],
+                "charges_per_s": charges / float(span) if span else None,
+                "search_during_rps": search_result["rps"],
+                "search_during_p99_ms": search_result["p99_ms"],
+                "server_peak_rss_mb": server.peak_rss_mb(),
+                "worker_peak_rss_mb": peak_rss_mb(worker.pid) if worker else None,
+            }
+            log(f"{mode}: {results[mode]}")
+        finally:
+            if worker:
+                worker.terminate()
+                worker.wait()
+            server.stop()
+            stripe.terminate()
+            stripe.wait()
+    print(json.dumps(results, indent=2))
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1)) / 1024
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=["auth", "search", "booking"])
+    parser.add_argument("workload", choices=["auth", "search", "booking", "endings"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     ensure_tools()
     admin_url, redis_url = services_env()
     binary = build()
-    {"auth": bench_auth, "search": bench_search, "booking": bench_booking}[args.workload](
+    {"auth": bench_auth, "search": bench_search, "booking": bench_booking, "endings": bench_endings}[args.workload](
         args, admin_url, redis_url, binary)
 
 
