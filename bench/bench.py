@@ -76,9 +76,9 @@ class Server:
     """The release server on PORT, with limits high enough not to meet."""
 
     def __init__(self, binary, database_url, redis_url, extra_env=None, serve_args=()):
-        env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, BIND_ADDR=f"127.0.0.1:{PORT}",
-                   RATE_LIMIT_PER_MINUTE="1000000000", AUTH_RATE_LIMIT_PER_MINUTE="1000000000",
-                   REDIS_KEY_PREFIX=f"bench-{os.getpid()}", RUST_LOG="warn", **(extra_env or {}))
+        env = {**os.environ, "DATABASE_URL": database_url + "?sslmode=disable", "REDIS_URL": redis_url, "BIND_ADDR": f"127.0.0.1:{PORT}",
+               "RATE_LIMIT_PER_MINUTE": "1000000000", "AUTH_RATE_LIMIT_PER_MINUTE": "1000000000",
+               "REDIS_KEY_PREFIX": f"bench-{os.getpid()}", "RUST_LOG": "warn", **(extra_env or {})}
         self.process = subprocess.Popen([binary, "serve", *serve_args], env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         for _ in range(200):
@@ -188,7 +188,7 @@ def pgbench_sql():
     search's values in place of the parameters the server binds."""
     sql = run(["cargo", "run", "--release", "--locked", "--quiet", "--example", "nearest_sql"], cwd=ROOT)
     values = {"$1": ":lat", "$2": ":lng", "$3": "1000", "$4": "now()", "$5": "(now() + interval '5 minutes')",
-              "$6": "null", "$7": "null", "$8": "true", "$9": "51"}
+              "$6": "-1", "$7": "'00000000-0000-0000-0000-000000000000'::uuid", "$8": "true", "$9": "51"}
     return re.sub(r"\$\d", lambda m: values[m.group(0)], sql)
 
 
@@ -235,6 +235,7 @@ def bench_search(args, admin_url, redis_url, binary):
 
 
 STRIPE_PORT = 12112
+SMTP_PORT = 2526
 
 
 def booking_script(spot_ids, windows):
@@ -298,16 +299,16 @@ def bench_booking(args, admin_url, redis_url, binary):
     try:
         free, fight, ceiling = [], [], []
         for i in range(args.runs):
-            run(["psql", database_url, "-qc", "truncate reservations"])
+            run(["psql", database_url, "-qc", "truncate reservations cascade"])
             script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
             script.write(BOOKING_TRANSACTION)
             script.close()
             ceiling.append(float(re.search(r"tps = ([\d.]+)", run(
                 ["pgbench", "-n", "-c", "50", "-j", "2", "-T", str(args.seconds), "-f", script.name,
                  database_url])).group(1)))
-            run(["psql", database_url, "-qc", "truncate reservations"])
+            run(["psql", database_url, "-qc", "truncate reservations cascade"])
             free.append(wrk_result(wrk("/", 50, args.seconds, script=booking_script(spot_ids, 1440))))
-            run(["psql", database_url, "-qc", "truncate reservations"])
+            run(["psql", database_url, "-qc", "truncate reservations cascade"])
             fight.append(wrk_result(wrk("/", 50, args.seconds, script=booking_script(spot_ids[:10], 4))))
             winners = status_counts(database_url)
             overlaps = int(run(["psql", database_url, "-qtAc",
@@ -414,14 +415,19 @@ def bench_endings(args, admin_url, redis_url, binary):
                                    f"{BASE}/v1/webhooks/stripe", "--webhook-secret", "whsec_bench"],
                                   env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
         env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
-               "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SMTP_URL": "smtp://127.0.0.1:1", "REDIS_KEY_PREFIX": f"bench-endings-{mode}-{os.getpid()}"}
+               "STRIPE_WEBHOOK_SECRET": "whsec_bench", "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}",
+               "REDIS_KEY_PREFIX": f"bench-endings-{mode}-{os.getpid()}"}
+        # A mail server that accepts and discards (Python's own), so receipts are really sent.
+        smtp = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer",
+                                 f"127.0.0.1:{SMTP_PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server = Server(binary, database_url, redis_url, env)
         worker = None
         try:
             if mode == "separate_worker":
                 server.stop()
                 server = Server(binary, database_url, redis_url, env, serve_args=["--no-worker"])
-                worker_env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, RUST_LOG="warn", **env)
+                worker_env = dict(os.environ, DATABASE_URL=database_url + "?sslmode=disable", REDIS_URL=redis_url,
+                                  RUST_LOG="warn", **env)
                 worker = subprocess.Popen([binary, "worker"], env=worker_env, stdout=subprocess.DEVNULL)
             bookings = seed_endings(binary, database_url)
             log(f"{mode}: {len(bookings)} reservations seeded; scheduling their ends")
@@ -470,6 +476,8 @@ def bench_endings(args, admin_url, redis_url, binary):
             server.stop()
             stripe.terminate()
             stripe.wait()
+            smtp.terminate()
+            smtp.wait()
     print(json.dumps(results, indent=2))
 
 
@@ -479,6 +487,9 @@ def peak_rss_mb(pid):
 
 
 def main():
+    # Everything runs on one host: PostgreSQL over loopback without TLS, for the server,
+    # pgbench and psql alike (as on a compose network).
+    os.environ["PGSSLMODE"] = "disable"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workload", choices=["auth", "search", "booking", "endings"])
     parser.add_argument("--runs", type=int, default=3)

@@ -42,9 +42,20 @@ use crate::{auth, health, idempotency, middleware, rate_limit, reservations, spo
 /// How long one request may take before the client gets a 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// State shared by every handler. Cloning is cheap: each field is a handle.
+/// State shared by every handler and job. Cloning it is one reference count: every
+/// middleware and extractor takes a clone on every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     /// The source of truth for every state.
     pub db: PgPool,
@@ -79,7 +90,7 @@ impl AppState {
         )
         .context("cannot set up the Stripe client")?;
         let mailer = Mailer::new(config.smtp_url.expose_secret(), &config.email_from)?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
             mailer,
             payments: Arc::new(payments),
@@ -91,7 +102,7 @@ impl AppState {
             config: Arc::new(config),
             db,
             redis,
-        })
+        })))
     }
 }
 

@@ -7,6 +7,12 @@ use curbside::payments::fake_stripe;
 use curbside::spots::import::{RateTable, import_meters};
 use curbside::{db, jobs, shutdown, telemetry};
 
+/// mimalloc rather than glibc's malloc: the API allocates many small short-lived objects
+/// per request, and glibc keeps each 19 MiB argon2 block in a per-thread arena for ever,
+/// which grew the process past 500 MB under a burst of sign-ins (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Curbside: find, reserve and pay for on-street parking.
 #[derive(Parser)]
 #[command(version, about)]

@@ -21,8 +21,8 @@ pub enum Facility {
     OffStreet,
 }
 
-/// A parking spot (one meter).
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+/// A parking spot (one meter). Read from rows by position (see `spots::db`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Spot {
     pub id: Uuid,
     /// The city's meter number.
@@ -46,10 +46,9 @@ pub struct Spot {
 }
 
 /// A search result: the spot, whether it is free for the whole window, and its distance.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SpotMatch {
     #[serde(flatten)]
-    #[sqlx(flatten)]
     pub spot: Spot,
     /// Free for the whole requested window.
     pub available: bool,

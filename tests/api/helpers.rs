@@ -212,6 +212,27 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// Removes what the test left in the shared Redis: its rate-limit counters and the jobs
+    /// it scheduled (holds expire and reservations end long after the test is over).
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.config.redis_url.expose_secret()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let pattern = format!("*{}*", self.config.redis_key_prefix);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+        }
+    }
+}
+
 /// A signed-in session's tokens.
 #[derive(Debug, Clone)]
 pub struct Session {
