@@ -196,8 +196,10 @@ def pgbench(database_url, seconds):
     script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
     script.write(f"\\set lat {TIMES_SQUARE[0]}\n\\set lng {TIMES_SQUARE[1]}\n{pgbench_sql()};\n")
     script.close()
+    # The server's own session settings (src/db.rs), so the ceiling runs the same plan.
+    env = dict(os.environ, PGOPTIONS="-c plan_cache_mode=force_generic_plan -c jit=off")
     out = run(["pgbench", "-n", "-M", "prepared", "-c", "50", "-j", "2", "-T", str(seconds), "-f", script.name,
-               database_url])
+               database_url], env=env)
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 

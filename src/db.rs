@@ -23,13 +23,16 @@ pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
         .context("cannot connect to PostgreSQL at DATABASE_URL")
 }
 
-/// Every query of the app is a prepared statement whose generic plan is as good as a
-/// custom one; PostgreSQL would otherwise keep re-planning the spot search (its generic
-/// plan's cost estimate is pessimistic), which costs more than running it (BENCHMARKS.md).
+/// Session settings for every connection, measured on the spot search (BENCHMARKS.md):
+/// - generic plans: every query of the app is a prepared statement whose generic plan is as
+///   good as a custom one, and PostgreSQL would otherwise re-plan the search on every call
+///   (its generic cost estimate looks worse on paper), spending more planning than running;
+/// - no JIT: with a million spots that pessimistic estimate crosses `jit_above_cost`, and
+///   compiling the query took 400 ms of a 1 ms search.
 fn connect_options(url: &str, name: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| format!("{name} is not a valid PostgreSQL URL"))?;
-    Ok(options.options([("plan_cache_mode", "force_generic_plan")]))
+    Ok(options.options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]))
 }
 
 /// The pool for read-only queries: the replica at `DATABASE_READ_URL`, or the primary.
