@@ -377,7 +377,7 @@ def seed_endings(binary, database_url):
     secret = booked["payment"]["client_secret"]
     setup_id = secret.split("_secret_")[0]
     confirm = urllib.request.Request(f"http://127.0.0.1:{STRIPE_PORT}/v1/setup_intents/{setup_id}/confirm", method="POST",
-                                     data=b"payment_method=pm_card_visa", headers={"authorization": "Bearer pk_test_bench"})
+                                     data=b"payment_method=pm_card_visa", headers={"authorization": "Bearer sk_test_bench"})
     urllib.request.urlopen(confirm, timeout=10)
     urllib.request.urlopen(urllib.request.Request(f"{BASE}/v1/reservations/{booked['reservation']['id']}/confirm", method="POST",
                                                   headers={"authorization": f"Bearer {booked['guest_token']}"}), timeout=10)
