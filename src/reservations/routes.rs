@@ -124,8 +124,9 @@ pub async fn book(
     )?;
     let email = match (&user, guest_email) {
         (Some(user), _) => account_email(&state, user).await?,
-        (None, Some(email)) => email.as_str().to_owned(),
-        (None, None) => unreachable!("a guest without an email was refused above"),
+        (None, guest_email) => guest_email
+            .map(|email| email.as_str().to_owned())
+            .ok_or_else(|| AppError::validation("email", "is required when booking as a guest"))?,
     };
     let (guest_token, guest_token_hash) = match user {
         Some(_) => (None, None),
