@@ -188,8 +188,9 @@ impl TestApp {
             .unwrap();
     }
 
-    /// `curbside worker` as a separate process with this app's settings.
-    pub fn worker_process(&self) -> std::process::Child {
+    /// `curbside worker` as a separate process with this app's settings; killed when the
+    /// handle is dropped, so a failing test leaves no worker behind.
+    pub fn worker_process(&self) -> WorkerProcess {
         std::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
             .arg("worker")
             .env("DATABASE_URL", database_url(&self.db))
@@ -207,7 +208,9 @@ impl TestApp {
             .env("SMTP_URL", self.smtp.url())
             .env("RECONCILE_INTERVAL_SECONDS", "2")
             .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
             .spawn()
+            .map(WorkerProcess)
             .expect("the worker starts")
     }
 }
@@ -327,4 +330,22 @@ pub async fn insert_spot(
     .fetch_one(db)
     .await
     .expect("the spot is inserted")
+}
+
+/// A `curbside worker` child process.
+pub struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    /// SIGKILL: no goodbye; the jobs it was running stay claimed in Redis.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("the worker can be killed");
+        self.0.wait().expect("the killed worker is reaped");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
