@@ -198,6 +198,12 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<FieldError> for AppError {
+    fn from(error: FieldError) -> Self {
+        Self::Validation(vec![error])
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
         Self::Internal(anyhow::Error::new(error).context("database query failed"))

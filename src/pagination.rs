@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-use crate::error::{AppError, FieldError};
+use crate::error::FieldError;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -42,12 +42,6 @@ pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Result<K, FieldError>
     let invalid = || FieldError::new("cursor", "is not a cursor this listing returned");
     let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     serde_json::from_slice(&json).map_err(|_| invalid())
-}
-
-impl From<FieldError> for AppError {
-    fn from(error: FieldError) -> Self {
-        AppError::Validation(vec![error])
-    }
 }
 
 #[cfg(test)]
