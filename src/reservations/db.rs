@@ -226,26 +226,6 @@ pub async fn change_end(
     .on_constraint("reservations_no_overlap", spot_unavailable)
 }
 
-/// Ends a running reservation now with its final bill; the charge is taken from here.
-pub async fn end_now(
-    conn: &mut PgConnection,
-    id: Uuid,
-    ends_at: DateTime<Utc>,
-    bill: Bill,
-) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
-        "update reservations set ends_at = $2, amount_cents = $3, status = 'completed', completed_at = now(),
-                payment_status = case when $3 = 0 then 'not_required' else 'charge_pending' end,
-                version = version + 1, updated_at = now()
-         where id = $1"
-    ))
-    .bind(id)
-    .bind(ends_at)
-    .bind(bill.amount_cents)
-    .fetch_one(conn)
-    .await
-}
-
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
         "update reservations set status = 'cancelled', payment_status = 'not_required',
@@ -342,15 +322,23 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation>
     .await
 }
 
-/// `confirmed` → `completed` with its final bill; the charge is pending unless nothing is owed.
-pub async fn complete(conn: &mut PgConnection, id: Uuid, bill: Bill) -> sqlx::Result<Reservation> {
+/// `confirmed` → `completed` at `ends_at` with its final bill; the charge is pending unless
+/// nothing is owed.
+pub async fn complete(
+    conn: &mut PgConnection,
+    id: Uuid,
+    ends_at: DateTime<Utc>,
+    bill: Bill,
+) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'completed', completed_at = now(), amount_cents = $2,
-                payment_status = case when $2 = 0 then 'not_required' else 'charge_pending' end,
+        "update reservations set status = 'completed', completed_at = now(), ends_at = $2,
+                amount_cents = $3,
+                payment_status = case when $3 = 0 then 'not_required' else 'charge_pending' end,
                 version = version + 1, updated_at = now()
          where id = $1"
     ))
     .bind(id)
+    .bind(ends_at)
     .bind(bill.amount_cents)
     .fetch_one(conn)
     .await

@@ -97,19 +97,31 @@ pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyho
     if reservation.ends_at > Utc::now() {
         return Ok(Due::NotYet);
     }
-    let final_bill = bill(
-        reservation.starts_at,
-        reservation.ends_at,
-        reservation.rate_cents_per_hour,
-    );
-    let completed = db::complete(&mut tx, id, final_bill).await?;
-    if completed.payment_status == PaymentStatus::NotRequired {
-        outbox::write(&mut tx, &completed, &Notice::Receipt).await?;
-    }
+    let completed = finish(&mut tx, &reservation, reservation.ends_at).await?;
     tx.commit().await?;
     tracing::info!(reservation.id = %id, amount_cents = completed.amount_cents, "reservation completed");
     schedule_follow_up(state, &completed).await;
     Ok(Due::Done)
+}
+
+/// Completes a locked, confirmed reservation at `ends_at` with its final bill, and writes
+/// the receipt now when nothing is owed (otherwise the charge's outcome writes it). The
+/// end job and an early end by the driver both finish through here.
+pub async fn finish(
+    conn: &mut PgConnection,
+    reservation: &Reservation,
+    ends_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<Reservation> {
+    let final_bill = bill(
+        reservation.starts_at,
+        ends_at,
+        reservation.rate_cents_per_hour,
+    );
+    let completed = db::complete(conn, reservation.id, ends_at, final_bill).await?;
+    if completed.payment_status == PaymentStatus::NotRequired {
+        outbox::write(conn, &completed, &Notice::Receipt).await?;
+    }
+    Ok(completed)
 }
 
 /// Expires a hold whose time is up and that no card confirmed.

@@ -9,8 +9,8 @@ use super::access::{Booker, Caller, new_guest_token};
 use super::billing::bill;
 use super::db::{self, NewReservation};
 use super::model::{
-    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, PaymentStatus, Quote,
-    QuoteRequest, Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
+    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
+    Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
 };
 use super::{lifecycle, payment};
 use crate::app::AppState;
@@ -364,11 +364,7 @@ pub async fn end(
             "the reservation is already over",
         ));
     }
-    let final_bill = bill(reservation.starts_at, now, reservation.rate_cents_per_hour);
-    let ended = db::end_now(&mut tx, id, now, final_bill).await?;
-    if ended.payment_status == PaymentStatus::NotRequired {
-        outbox::write(&mut tx, &ended, &Notice::Receipt).await?;
-    }
+    let ended = lifecycle::finish(&mut tx, &reservation, now).await?;
     tx.commit().await?;
     lifecycle::schedule_follow_up(&state, &ended).await;
     tracing::info!(amount_cents = ended.amount_cents, "reservation ended early");
