@@ -82,20 +82,34 @@ impl<'r> FromRow<'r, PgRow> for SpotMatch {
     }
 }
 
-/// A reservation of spot `s` that holds it during the window `[$from, $to)`: confirmed, or
-/// held and not lapsed. Half-open ranges: back-to-back bookings do not overlap.
-macro_rules! taken_during {
+/// Joins `taken`: one reservation of spot `s` that holds it during the window
+/// `[$from, $to)` (confirmed, or held and not lapsed), or nulls. Half-open windows:
+/// back-to-back bookings do not overlap.
+///
+/// A lateral probe per spot read, on `reservations_active_by_spot_idx`, so a search costs
+/// the same however many reservations are active elsewhere in the city. Written as
+/// `exists (…)`, PostgreSQL's generic plan hashed every active reservation overlapping the
+/// window on each search instead: 5,500 searches/s with none active, 241/s with 10,000
+/// (BENCHMARKS.md).
+macro_rules! taken_join {
     ($from:literal, $to:literal) => {
         concat!(
-            "exists (select 1 from reservations r where r.spot_id = s.id",
-            " and r.status in ('held', 'confirmed')",
+            " left join lateral (select true as spot_taken from reservations r",
+            " where r.spot_id = s.id and r.status in ('held', 'confirmed')",
             " and (r.status = 'confirmed' or r.hold_expires_at > now())",
-            " and tstzrange(r.starts_at, r.ends_at, '[)') && tstzrange(",
+            " and r.ends_at > ",
             $from,
-            ", ",
+            " and r.starts_at < ",
             $to,
-            ", '[)'))"
+            " limit 1) taken on true "
         )
+    };
+}
+
+/// Whether the spot is free, once [`taken_join!`] is joined.
+macro_rules! available {
+    () => {
+        "(taken.spot_taken is null)"
     };
 }
 
@@ -107,46 +121,22 @@ macro_rules! search_point {
 }
 
 /// Nearest first, from the GiST index's nearest-neighbour scan (`<->`), which reads only as
-/// many index entries as the page needs; the radius is applied to that short list. This
-/// form keeps the fast plan whether PostgreSQL plans it custom or generic (BENCHMARKS.md).
-/// Ties in distance come back in no particular order: see [`page_of_nearest`].
+/// many index entries as the page needs, bounded by the radius (`st_dwithin`), so a search
+/// for free spots where all are taken stops at the radius. Ties in distance come back in no
+/// particular order: see [`page_of_nearest`].
 /// `$3` radius (m), `$4, $5` window, `$6, $7` cursor, `$8` availability, `$9` rows.
 pub const NEAREST_SQL: &str = concat!(
-    "select * from (select ",
-    spot_columns!("s"),
-    ", not ",
-    taken_during!("$4", "$5"),
-    " as available, ",
-    "s.geog <-> ",
-    search_point!(),
-    " as distance_m ",
-    "from spots s where s.active ",
-    "and ((s.geog <-> ",
-    search_point!(),
-    ") > $6 ",
-    "or ((s.geog <-> ",
-    search_point!(),
-    ") = $6 and s.id > $7)) ",
-    "and ($8::bool is null or (not ",
-    taken_during!("$4", "$5"),
-    ") = $8) ",
-    "order by s.geog <-> ",
-    search_point!(),
-    " limit $9) nearest ",
-    "where distance_m <= $3"
-);
-
-/// The same search in exact (distance, id) order, for the rare page that is one tie.
-const NEAREST_EXACT_SQL: &str = concat!(
     "select ",
     spot_columns!("s"),
-    ", not ",
-    taken_during!("$4", "$5"),
+    ", ",
+    available!(),
     " as available, ",
     "s.geog <-> ",
     search_point!(),
     " as distance_m ",
-    "from spots s where s.active and st_dwithin(s.geog, ",
+    "from spots s",
+    taken_join!("$4", "$5"),
+    "where s.active and st_dwithin(s.geog, ",
     search_point!(),
     ", $3, false) ",
     "and ((s.geog <-> ",
@@ -155,9 +145,38 @@ const NEAREST_EXACT_SQL: &str = concat!(
     "or ((s.geog <-> ",
     search_point!(),
     ") = $6 and s.id > $7)) ",
-    "and ($8::bool is null or (not ",
-    taken_during!("$4", "$5"),
-    ") = $8) ",
+    "and ($8::bool is null or ",
+    available!(),
+    " = $8) ",
+    "order by s.geog <-> ",
+    search_point!(),
+    " limit $9"
+);
+
+/// The same search in exact (distance, id) order, for the rare page that is one tie.
+const NEAREST_EXACT_SQL: &str = concat!(
+    "select ",
+    spot_columns!("s"),
+    ", ",
+    available!(),
+    " as available, ",
+    "s.geog <-> ",
+    search_point!(),
+    " as distance_m ",
+    "from spots s",
+    taken_join!("$4", "$5"),
+    "where s.active and st_dwithin(s.geog, ",
+    search_point!(),
+    ", $3, false) ",
+    "and ((s.geog <-> ",
+    search_point!(),
+    ") > $6 ",
+    "or ((s.geog <-> ",
+    search_point!(),
+    ") = $6 and s.id > $7)) ",
+    "and ($8::bool is null or ",
+    available!(),
+    " = $8) ",
     "order by distance_m, s.id limit $9"
 );
 
@@ -165,14 +184,15 @@ const NEAREST_EXACT_SQL: &str = concat!(
 const BY_ID_SQL: &str = concat!(
     "select ",
     spot_columns!("s"),
-    ", not ",
-    taken_during!("$1", "$2"),
+    ", ",
+    available!(),
     " as available, ",
-    "null::float8 as distance_m from spots s where s.active ",
-    "and s.id > $3 ",
-    "and ($4::bool is null or (not ",
-    taken_during!("$1", "$2"),
-    ") = $4) ",
+    "null::float8 as distance_m from spots s",
+    taken_join!("$1", "$2"),
+    "where s.active and s.id > $3 ",
+    "and ($4::bool is null or ",
+    available!(),
+    " = $4) ",
     "order by s.id limit $5"
 );
 
