@@ -1,7 +1,11 @@
 //! Putting jobs on the queue: apalis-redis storage under the deployment's key prefix.
 //!
-//! Every key of the queue starts with `{prefix}:jobs:` (`…:scheduled`, `…:active`, `…:data`,
-//! `…:meta:<task id>`, `…:workers`, `…:inflight:<worker>`, `…:done`, `…:dead`,
+//! Jobs go to one of two queues, [`Lane`]s, each with workers of its own: ends and hold
+//! expiries, whose lateness keeps a spot taken, never wait behind a backlog of charges and
+//! emails.
+//!
+//! Every key of a lane starts with `{prefix}:jobs:{lane}:` (`…:scheduled`, `…:active`,
+//! `…:data`, `…:meta:<task id>`, `…:workers`, `…:inflight:<worker>`, `…:done`, `…:dead`,
 //! `…:idempotency:<key>`), so deployments and test runs sharing one Redis never see each
 //! other's jobs. (apalis also adds each queue's name to the global `core:apalis:queues:list`
 //! for its dashboard; it holds no jobs.)
@@ -31,34 +35,73 @@ use super::Job;
 /// has to cover clock differences between processes.
 const IDEMPOTENCY_GRACE: Duration = Duration::from_secs(60);
 
-/// The queue's settings shared by producers ([`JobQueue`]) and consumers (the worker): the
-/// queue name, and so every Redis key, comes from the prefix.
-pub(super) fn storage_config(prefix: &str) -> Config {
-    Config::default().queue(format!("{prefix}:jobs"))
+/// A queue of its own, with workers of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Jobs due at a time users see: reservation ends and hold expiries.
+    Timed,
+    /// What follows a change: charges and emails.
+    FollowUp,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Timed, Lane::FollowUp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Timed => "timed",
+            Lane::FollowUp => "follow-up",
+        }
+    }
+
+    fn of(job: &Job) -> Self {
+        match job {
+            Job::EndReservation { .. } | Job::ExpireHold { .. } => Lane::Timed,
+            Job::Charge { .. } | Job::SendEmail { .. } => Lane::FollowUp,
+        }
+    }
+}
+
+/// A lane's settings shared by producers ([`JobQueue`]) and consumers (the worker): the
+/// queue name, and so every Redis key, comes from the prefix and the lane.
+pub(super) fn storage_config(prefix: &str, lane: Lane) -> Config {
+    Config::default().queue(format!("{prefix}:jobs:{}", lane.name()))
 }
 
 /// A handle to push jobs; cheap to clone (it shares the Redis connection).
 #[derive(Clone)]
 pub struct JobQueue {
-    /// Holds the connection and the prefixed queue settings; pushes go through apalis-redis'
-    /// own push script so the stored tasks are exactly what its workers expect.
-    storage: RedisStorage<Job>,
+    /// One per [`Lane`], in the order of `Lane::ALL`: the connection and the prefixed queue
+    /// settings; pushes go through apalis-redis' own push script so the stored tasks are
+    /// exactly what its workers expect.
+    lanes: [RedisStorage<Job>; 2],
 }
 
 impl fmt::Debug for JobQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queues: Vec<_> = self
+            .lanes
+            .iter()
+            .map(|storage| storage.get_config().queue.to_string())
+            .collect();
         f.debug_struct("JobQueue")
-            .field("queue", &self.storage.get_config().queue.as_ref())
+            .field("queues", &queues)
             .finish_non_exhaustive()
     }
 }
 
 impl JobQueue {
-    /// A queue under `prefix` (the app's `REDIS_KEY_PREFIX`), over an existing connection.
+    /// The queues under `prefix` (the app's `REDIS_KEY_PREFIX`), over an existing connection.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
         Self {
-            storage: RedisStorage::new(redis).with_config(storage_config(prefix)),
+            lanes: Lane::ALL.map(|lane| {
+                RedisStorage::new(redis.clone()).with_config(storage_config(prefix, lane))
+            }),
         }
+    }
+
+    fn storage(&self, lane: Lane) -> RedisStorage<Job> {
+        self.lanes[lane as usize].clone()
     }
 
     /// Runs `job` as soon as a worker is free. Enqueueing the same job twice runs it twice
@@ -96,18 +139,22 @@ impl JobQueue {
         Ok(())
     }
 
-    /// How many jobs wait: scheduled for later, plus due and not yet taken by a worker. Jobs
-    /// being run are not counted.
+    /// How many jobs wait in all lanes: scheduled for later, plus due and not yet taken by
+    /// a worker. Jobs being run are not counted.
     pub async fn pending(&self) -> anyhow::Result<u64> {
-        let mut storage = self.storage.clone();
-        let config = storage.get_config().clone();
-        let (queued, scheduled): (u64, u64) = redis::pipe()
-            .llen(config.active_jobs_list())
-            .zcard(config.scheduled_jobs_set())
-            .query_async(storage.get_connection())
-            .await
-            .context("cannot count the pending jobs in Redis")?;
-        Ok(queued + scheduled)
+        let mut total = 0;
+        for lane in Lane::ALL {
+            let mut storage = self.storage(lane);
+            let config = storage.get_config().clone();
+            let (queued, scheduled): (u64, u64) = redis::pipe()
+                .llen(config.active_jobs_list())
+                .zcard(config.scheduled_jobs_set())
+                .query_async(storage.get_connection())
+                .await
+                .context("cannot count the pending jobs in Redis")?;
+            total += queued + scheduled;
+        }
+        Ok(total)
     }
 
     /// Pushes one task to run at `run_at` (Unix seconds); `false` when an idempotency key
@@ -120,7 +167,7 @@ impl JobQueue {
     ) -> anyhow::Result<bool> {
         let payload = serde_json::to_vec(job).context("cannot serialize the job")?;
         let mut task = TaskBuilder::new(payload).run_at_timestamp(u64::try_from(run_at)?);
-        let mut storage = self.storage.clone();
+        let mut storage = self.storage(Lane::of(job));
         let mut config = storage.get_config().clone();
         if let Some((key, ttl)) = idempotency {
             task = task.idempotency_key(key);

@@ -1,5 +1,5 @@
-//! Running jobs: one apalis worker per process over the Redis queue, with our own retry
-//! policy, panic isolation and graceful shutdown around it.
+//! Running jobs: one apalis worker per process and [`Lane`], with our own retry policy,
+//! panic isolation and graceful shutdown around it.
 //!
 //! How apalis-redis 1.0 behaves, and what we do about it:
 //! - A worker promotes due jobs when it polls; we poll every second ([`POLL_INTERVAL`]), or a
@@ -13,7 +13,8 @@
 //!   of the job with an exponential delay and the attempt count, and stop after
 //!   [`MAX_ATTEMPTS`]; the backend's retry is only the fallback when that push fails.
 //! - A worker fetches one job at a time (`batch_size` 1): fetched jobs waiting in its buffer
-//!   would stop its heartbeats while every slot is busy, and then get taken over.
+//!   would stop its heartbeats while every slot is busy, and then get taken over. So each
+//!   lane runs [`FETCHERS_PER_LANE`] workers, whose fetches overlap.
 //! - A worker whose Redis calls fail (Redis down, or its registration reaped after a long
 //!   stall) stops; we let its running jobs finish and start a new one under a new name.
 //! - Finished jobs stay in Redis (`…:data`, `…:meta:<id>`, `…:done`, `…:dead`): nothing here
@@ -42,7 +43,7 @@ use tokio::time::Instant;
 use tower::Service;
 use tracing::Instrument as _;
 
-use super::queue::storage_config;
+use super::queue::{Lane, storage_config};
 use super::{Job, JobFailure};
 
 /// How often an idle worker looks for due jobs.
@@ -52,6 +53,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// Heartbeats a worker may miss before its jobs are given to others (2 s × 3 = 6 s). Small,
 /// so a killed worker's jobs resume quickly; not 1, as heartbeats are whole seconds.
 pub const MISSED_HEARTBEATS: usize = 3;
+/// apalis workers per lane and process. Each fetches one job per Redis round trip, so one
+/// alone was the bound in a burst of 10,000 endings a minute (BENCHMARKS.md).
+pub const FETCHERS_PER_LANE: usize = 4;
 /// Runs of one job, first included, before a `Retry` is treated as final.
 pub const MAX_ATTEMPTS: usize = 10;
 /// The longest wait between two runs of a failing job.
@@ -80,14 +84,14 @@ where
     }
 }
 
-/// Runs jobs from the queue under `prefix` with `handler`, up to `concurrency` at once,
-/// until `shutdown` resolves; then takes no new job, lets running ones finish (at most
-/// [`SHUTDOWN_TIMEOUT`]) and returns.
+/// Runs jobs from the queues under `prefix` with `handler`, up to `concurrency` at once in
+/// each lane, until `shutdown` resolves; then takes no new job, lets running ones finish (at
+/// most [`SHUTDOWN_TIMEOUT`]) and returns.
 ///
-/// The worker registers as `{worker_name}-{random}`, a new name each time it (re)starts, as
-/// apalis refuses a name whose heartbeats are recent. Errors from Redis restart the worker
-/// after a backoff instead of ending this function: a worker process should outlive a
-/// Redis outage.
+/// Each lane's worker registers as `{worker_name}-{lane}-{random}`, a new name each time it
+/// (re)starts, as apalis refuses a name whose heartbeats are recent. Errors from Redis
+/// restart the worker after a backoff instead of ending this function: a worker process
+/// should outlive a Redis outage.
 pub async fn run_workers(
     redis: ConnectionManager,
     prefix: &str,
@@ -100,13 +104,43 @@ pub async fn run_workers(
         concurrency > 0,
         "a worker needs a concurrency of at least 1"
     );
+    let shutdown = shutdown.boxed().shared();
+    let fetchers = FETCHERS_PER_LANE.min(concurrency);
+    let workers = Lane::ALL
+        .into_iter()
+        .flat_map(|lane| (0..fetchers).map(move |n| (lane, n)));
+    let workers = workers.map(|(lane, n)| {
+        run_lane(
+            redis.clone(),
+            storage_config(prefix, lane),
+            format!("{worker_name}-{}", lane.name()),
+            // The lane's `concurrency` shared out among its workers.
+            concurrency / fetchers + usize::from(n < concurrency % fetchers),
+            handler.clone(),
+            shutdown.clone(),
+        )
+    });
+    futures_util::future::join_all(workers).await;
+    Ok(())
+}
+
+/// Runs one lane's worker until `shutdown`, restarting it when Redis fails it.
+async fn run_lane(
+    redis: ConnectionManager,
+    config: Config,
+    worker_name: String,
+    concurrency: usize,
+    handler: Arc<dyn JobHandler>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let mut shutdown = pin!(shutdown);
     let mut restart_delay = Duration::from_secs(1);
     loop {
         let started = Instant::now();
         let worker = WorkerRun {
             redis: redis.clone(),
-            config: storage_config(prefix)
+            config: config
+                .clone()
                 .heartbeat_interval(HEARTBEAT_INTERVAL)
                 .missed_heartbeats(MISSED_HEARTBEATS)
                 .batch_size(1),
@@ -118,7 +152,7 @@ pub async fn run_workers(
             handler: handler.clone(),
         };
         if let Ended::ShutDown = worker.run(shutdown.as_mut()).await {
-            return Ok(());
+            return;
         }
         if started.elapsed() > Duration::from_secs(60) {
             restart_delay = Duration::from_secs(1);
@@ -128,7 +162,7 @@ pub async fn run_workers(
             "restarting the job worker"
         );
         tokio::select! {
-            () = shutdown.as_mut() => return Ok(()),
+            () = shutdown.as_mut() => return,
             () = tokio::time::sleep(restart_delay) => {}
         }
         restart_delay = (restart_delay * 2).min(Duration::from_secs(30));

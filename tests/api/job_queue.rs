@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use curbside::jobs::queue::JobQueue;
+use curbside::jobs::queue::{JobQueue, Lane};
 use curbside::jobs::worker::{JobHandler, run_workers};
 use curbside::jobs::{Job, JobFailure};
 use redis::Commands as _;
@@ -62,10 +62,12 @@ impl Drop for TestRedis {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
         }
         // apalis lists every queue it has seen for its dashboard.
-        let _: redis::RedisResult<()> = redis::cmd("ZREM")
-            .arg("core:apalis:queues:list")
-            .arg(format!("{}:jobs:workers", self.prefix))
-            .query(&mut conn);
+        for lane in Lane::ALL {
+            let _: redis::RedisResult<()> = redis::cmd("ZREM")
+                .arg("core:apalis:queues:list")
+                .arg(format!("{}:jobs:{}:workers", self.prefix, lane.name()))
+                .query(&mut conn);
+        }
     }
 }
 
@@ -215,6 +217,44 @@ async fn an_enqueued_job_runs_promptly() {
     );
 }
 
+/// Ends and hold expiries have workers of their own: a backlog of slow charges and emails
+/// does not make a reservation end late.
+#[tokio::test]
+async fn a_backlog_of_follow_ups_does_not_delay_an_end() {
+    let redis = TestRedis::new().await;
+    let recorder = Recorder::new();
+    let slow_recorder = recorder.clone();
+    let handler: Arc<dyn JobHandler> = Arc::new(move |job: Job| {
+        let recorder = slow_recorder.clone();
+        async move {
+            if matches!(job, Job::SendEmail { .. }) {
+                sleep(Duration::from_millis(500)).await;
+            }
+            recorder.record(&job);
+            Ok(())
+        }
+    });
+    let _worker = redis.worker(1, handler);
+    for _ in 0..10 {
+        redis.queue().enqueue(email()).await.unwrap();
+    }
+    let end = Job::EndReservation {
+        reservation_id: Uuid::new_v4(),
+        version: 1,
+    };
+    let enqueued = Instant::now();
+    redis.queue().enqueue(end.clone()).await.unwrap();
+
+    // In one queue the end would run after the ten emails, 5 s from now.
+    let runs = recorder.wait_for(11, Duration::from_secs(10)).await;
+    let position = runs.iter().position(|run| run.job == end).unwrap();
+    let latency = runs[position].instant - enqueued;
+    assert!(
+        latency < Duration::from_millis(2500) && position < 5,
+        "ran after {latency:?}, behind {position} emails"
+    );
+}
+
 #[tokio::test]
 async fn a_scheduled_job_runs_at_its_time_never_before() {
     let redis = TestRedis::new().await;
@@ -358,7 +398,7 @@ async fn two_workers_never_run_the_same_job_twice() {
             let seen = seen.clone();
             let done = done.clone();
             async move {
-                sleep(Duration::from_millis(5)).await;
+                sleep(Duration::from_millis(20)).await;
                 let Job::SendEmail { outbox_id } = job else {
                     panic!("only emails here");
                 };
@@ -372,13 +412,13 @@ async fn two_workers_never_run_the_same_job_twice() {
             }
         })
     };
-    let _one = redis.worker(4, handler("one"));
-    let _two = redis.worker(4, handler("two"));
-
+    // Queued first, so both workers find them waiting: one alone needs a second for them.
     let ids: Vec<Uuid> = (0..JOBS).map(|_| Uuid::new_v4()).collect();
     for &outbox_id in &ids {
         queue.enqueue(Job::SendEmail { outbox_id }).await.unwrap();
     }
+    let _one = redis.worker(4, handler("one"));
+    let _two = redis.worker(4, handler("two"));
 
     let started = Instant::now();
     while done.load(Ordering::SeqCst) < JOBS && started.elapsed() < Duration::from_secs(30) {
