@@ -14,6 +14,7 @@ use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -55,6 +56,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
+#[derive(Clone)]
 pub struct Shared {
     pub config: Arc<Config>,
     /// The source of truth for every state.
@@ -68,6 +70,8 @@ pub struct Shared {
     pub jwt: Arc<JwtKeys>,
     /// Bounds concurrent argon2 work to the number of cores.
     pub hasher: PasswordHasher,
+    /// Bounds the spot searches PostgreSQL runs at once (`SEARCH_CONCURRENCY`).
+    pub search_permits: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     /// Stripe, or whatever speaks its API at `STRIPE_API_BASE`.
     pub payments: Arc<dyn PaymentGateway>,
@@ -98,11 +102,22 @@ impl AppState {
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
             jwt: Arc::new(JwtKeys::new(&config)),
             hasher: PasswordHasher::default(),
+            search_permits: Arc::new(Semaphore::new(config.search_concurrency as usize)),
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
             db,
             redis,
         })))
+    }
+
+    /// The same state over another PostgreSQL pool: workers inside `serve` get their own,
+    /// so a burst of requests queueing for connections cannot delay the jobs, nor the jobs
+    /// the requests.
+    pub fn with_pool(&self, db: PgPool) -> Self {
+        Self(Arc::new(Shared {
+            db,
+            ..Shared::clone(&self.0)
+        }))
     }
 }
 

@@ -56,8 +56,12 @@ pub struct Config {
     pub email_from: String,
     /// How often the reconciler looks for work a lost job left undone.
     pub reconcile_interval: std::time::Duration,
-    /// Jobs one worker process runs at once.
+    /// Jobs one worker process runs at once, in each of its two lanes.
     pub worker_concurrency: u32,
+    /// Spot searches sent to PostgreSQL at once; the rest wait their turn. About twice the
+    /// database's cores: more adds no throughput, and left the jobs that end reservations
+    /// without CPU during a burst (BENCHMARKS.md).
+    pub search_concurrency: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
     pub trust_forwarded_for: bool,
@@ -161,6 +165,7 @@ impl Config {
                 vars.positive("RECONCILE_INTERVAL_SECONDS", 30)?.into(),
             ),
             worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32)?,
+            search_concurrency: vars.positive("SEARCH_CONCURRENCY", 4)?,
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
         })
     }
@@ -378,6 +383,7 @@ mod tests {
             ("HOLD_MINUTES", "0"),
             ("RECONCILE_INTERVAL_SECONDS", "0"),
             ("WORKER_CONCURRENCY", "many"),
+            ("SEARCH_CONCURRENCY", "0"),
             ("STRIPE_API_BASE", "localhost:12111"),
         ];
         for (name, value) in cases {

@@ -93,8 +93,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             let app = Application::build(config, pool).await?;
             let stop = shutdown::on_signal();
-            let workers =
-                (!no_worker).then(|| tokio::spawn(jobs::run(app.state().clone(), stop.clone())));
+            let workers = if no_worker {
+                None
+            } else {
+                let jobs_state = app
+                    .state()
+                    .with_pool(db::connect(app.state().config.as_ref()).await?);
+                Some(tokio::spawn(jobs::run(jobs_state, stop.clone())))
+            };
             tracing::info!(addr = %app.local_addr(), "serving");
             app.run_until(stop.clone().cancelled_owned()).await?;
             if let Some(workers) = workers {

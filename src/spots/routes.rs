@@ -33,6 +33,11 @@ pub async fn search(
     Query(query): Query<SearchQuery>,
 ) -> AppResult<axum::Json<Page<SpotMatch>>> {
     let search = query.validate(Utc::now(), state.config.min_reservation_length())?;
+    let _permit = state
+        .search_permits
+        .acquire()
+        .await
+        .map_err(|error| AppError::Internal(error.into()))?;
     let (items, next) = db::search(&state.db_read, &search).await?;
     Ok(axum::Json(Page {
         items,
