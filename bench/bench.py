@@ -444,6 +444,11 @@ def bench_endings(args, admin_url, redis_url, binary):
                 patches.append((f"/v1/reservations/{rid}", token, {"ends_at": ends_at}))
             statuses = patch_all(patches)
             assert all(s == 200 for s in statuses), f"PATCH failures: {[s for s in statuses if s != 200][:5]}"
+            # What autovacuum would have done after 10,000 updates (it is off here; nothing
+            # vacuums during the burst), then the baseline: the same search over the same
+            # reservations, just before the burst.
+            run(["psql", database_url, "-qc", "vacuum analyze reservations"])
+            before = wrk_result(wrk(SEARCH_PATH, 50, 10))
             wait = first_end - time.time()
             assert wait > 0, "scheduling took longer than the lead time"
             time.sleep(wait)
@@ -469,6 +474,8 @@ def bench_endings(args, admin_url, redis_url, binary):
                 "lateness_p99_s": lateness[1],
                 "lateness_max_s": lateness[2],
                 "charges_per_s": charges / float(span) if span else None,
+                "search_before_rps": before["rps"],
+                "search_before_p99_ms": before["p99_ms"],
                 "search_during_rps": search_result["rps"],
                 "search_during_p99_ms": search_result["p99_ms"],
                 "server_peak_rss_mb": server.peak_rss_mb(),

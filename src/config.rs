@@ -58,9 +58,9 @@ pub struct Config {
     pub reconcile_interval: std::time::Duration,
     /// Jobs one worker process runs at once, in each of its two lanes.
     pub worker_concurrency: u32,
-    /// Spot searches sent to PostgreSQL at once; the rest wait their turn. About twice the
-    /// database's cores: more adds no throughput, and left the jobs that end reservations
-    /// without CPU during a burst (BENCHMARKS.md).
+    /// Spot searches sent to PostgreSQL at once; the rest wait their turn. About four per
+    /// database core: more adds little throughput, and left the jobs that end reservations
+    /// without CPU during a burst; fewer cost searches throughput (BENCHMARKS.md).
     pub search_concurrency: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
@@ -165,7 +165,7 @@ impl Config {
                 vars.positive("RECONCILE_INTERVAL_SECONDS", 30)?.into(),
             ),
             worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32)?,
-            search_concurrency: vars.positive("SEARCH_CONCURRENCY", 4)?,
+            search_concurrency: vars.positive("SEARCH_CONCURRENCY", 8)?,
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
         })
     }

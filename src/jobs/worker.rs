@@ -1,5 +1,5 @@
-//! Running jobs: one apalis worker per process and [`Lane`], with our own retry policy,
-//! panic isolation and graceful shutdown around it.
+//! Running jobs: [`FETCHERS_PER_LANE`] apalis workers per process and [`Lane`], with our own
+//! retry policy, panic isolation and graceful shutdown around them.
 //!
 //! How apalis-redis 1.0 behaves, and what we do about it:
 //! - A worker promotes due jobs when it polls; we poll every second ([`POLL_INTERVAL`]), or a
@@ -88,7 +88,7 @@ where
 /// each lane, until `shutdown` resolves; then takes no new job, lets running ones finish (at
 /// most [`SHUTDOWN_TIMEOUT`]) and returns.
 ///
-/// Each lane's worker registers as `{worker_name}-{lane}-{random}`, a new name each time it
+/// Each worker registers as `{worker_name}-{lane}-{random}`, a new name each time it
 /// (re)starts, as apalis refuses a name whose heartbeats are recent. Errors from Redis
 /// restart the worker after a backoff instead of ending this function: a worker process
 /// should outlive a Redis outage.
