@@ -120,34 +120,44 @@ macro_rules! search_point {
     };
 }
 
+/// The two radius searches up to their order: the spots within `$3` m of the point, after
+/// the cursor `($6, $7)`, with their availability for `[$4, $5)` filtered by `$8`.
+macro_rules! nearest_within_radius {
+    () => {
+        concat!(
+            "select ",
+            spot_columns!("s"),
+            ", ",
+            available!(),
+            " as available, ",
+            "s.geog <-> ",
+            search_point!(),
+            " as distance_m ",
+            "from spots s",
+            taken_join!("$4", "$5"),
+            "where s.active and st_dwithin(s.geog, ",
+            search_point!(),
+            ", $3, false) ",
+            "and ((s.geog <-> ",
+            search_point!(),
+            ") > $6 ",
+            "or ((s.geog <-> ",
+            search_point!(),
+            ") = $6 and s.id > $7)) ",
+            "and ($8::bool is null or ",
+            available!(),
+            " = $8) "
+        )
+    };
+}
+
 /// Nearest first, from the GiST index's nearest-neighbour scan (`<->`), which reads only as
 /// many index entries as the page needs, bounded by the radius (`st_dwithin`), so a search
 /// for free spots where all are taken stops at the radius. Ties in distance come back in no
 /// particular order: see [`page_of_nearest`].
 /// `$3` radius (m), `$4, $5` window, `$6, $7` cursor, `$8` availability, `$9` rows.
 pub const NEAREST_SQL: &str = concat!(
-    "select ",
-    spot_columns!("s"),
-    ", ",
-    available!(),
-    " as available, ",
-    "s.geog <-> ",
-    search_point!(),
-    " as distance_m ",
-    "from spots s",
-    taken_join!("$4", "$5"),
-    "where s.active and st_dwithin(s.geog, ",
-    search_point!(),
-    ", $3, false) ",
-    "and ((s.geog <-> ",
-    search_point!(),
-    ") > $6 ",
-    "or ((s.geog <-> ",
-    search_point!(),
-    ") = $6 and s.id > $7)) ",
-    "and ($8::bool is null or ",
-    available!(),
-    " = $8) ",
+    nearest_within_radius!(),
     "order by s.geog <-> ",
     search_point!(),
     " limit $9"
@@ -155,28 +165,7 @@ pub const NEAREST_SQL: &str = concat!(
 
 /// The same search in exact (distance, id) order, for the rare page that is one tie.
 const NEAREST_EXACT_SQL: &str = concat!(
-    "select ",
-    spot_columns!("s"),
-    ", ",
-    available!(),
-    " as available, ",
-    "s.geog <-> ",
-    search_point!(),
-    " as distance_m ",
-    "from spots s",
-    taken_join!("$4", "$5"),
-    "where s.active and st_dwithin(s.geog, ",
-    search_point!(),
-    ", $3, false) ",
-    "and ((s.geog <-> ",
-    search_point!(),
-    ") > $6 ",
-    "or ((s.geog <-> ",
-    search_point!(),
-    ") = $6 and s.id > $7)) ",
-    "and ($8::bool is null or ",
-    available!(),
-    " = $8) ",
+    nearest_within_radius!(),
     "order by distance_m, s.id limit $9"
 );
 
