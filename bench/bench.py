@@ -487,6 +487,10 @@ def bench_endings(args, admin_url, redis_url, binary):
                 worker.terminate()
                 worker.wait()
             server.stop()
+            # Finished jobs stay in Redis (apalis does not remove them): 40,000 keys a mode.
+            keys = run(["redis-cli", "-u", redis_url, "--scan", "--pattern", env["REDIS_KEY_PREFIX"] + ":*"]).split()
+            for start in range(0, len(keys), 1000):
+                run(["redis-cli", "-u", redis_url, "del", *keys[start:start + 1000]])
             stripe.terminate()
             stripe.wait()
             smtp.terminate()

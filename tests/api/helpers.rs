@@ -1,6 +1,8 @@
 use curbside::app::Application;
 use curbside::config::Config;
 use curbside::payments::fake_stripe::{self, FakeStripe, FakeStripeOptions};
+use futures_util::TryStreamExt as _;
+use redis::AsyncCommands as _;
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -171,9 +173,13 @@ impl TestApp {
     pub async fn flush_jobs(&self) {
         let client = redis::Client::open(self.config.redis_url.expose_secret()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("*{}*", self.config.redis_key_prefix))
-            .query_async(&mut conn)
+        // SCAN, not KEYS: one KEYS over a Redis holding many keys outlasts the client's
+        // response timeout.
+        let keys: Vec<String> = conn
+            .scan_match(format!("{}:*", self.config.redis_key_prefix))
+            .await
+            .unwrap()
+            .try_collect()
             .await
             .unwrap();
         assert!(
