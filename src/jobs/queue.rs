@@ -71,21 +71,17 @@ pub(super) fn storage_config(prefix: &str, lane: Lane) -> Config {
 /// A handle to push jobs; cheap to clone (it shares the Redis connection).
 #[derive(Clone)]
 pub struct JobQueue {
-    /// One per [`Lane`], in the order of `Lane::ALL`: the connection and the prefixed queue
-    /// settings; pushes go through apalis-redis' own push script so the stored tasks are
-    /// exactly what its workers expect.
-    lanes: [RedisStorage<Job>; 2],
+    /// Each holds the connection and the lane's prefixed queue settings; pushes go through
+    /// apalis-redis' own push script so the stored tasks are exactly what its workers expect.
+    timed: RedisStorage<Job>,
+    follow_up: RedisStorage<Job>,
 }
 
 impl fmt::Debug for JobQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let queues: Vec<_> = self
-            .lanes
-            .iter()
-            .map(|storage| storage.get_config().queue.to_string())
-            .collect();
         f.debug_struct("JobQueue")
-            .field("queues", &queues)
+            .field("timed", &self.timed.get_config().queue.as_ref())
+            .field("follow_up", &self.follow_up.get_config().queue.as_ref())
             .finish_non_exhaustive()
     }
 }
@@ -93,15 +89,19 @@ impl fmt::Debug for JobQueue {
 impl JobQueue {
     /// The queues under `prefix` (the app's `REDIS_KEY_PREFIX`), over an existing connection.
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+        let storage =
+            |lane| RedisStorage::new(redis.clone()).with_config(storage_config(prefix, lane));
         Self {
-            lanes: Lane::ALL.map(|lane| {
-                RedisStorage::new(redis.clone()).with_config(storage_config(prefix, lane))
-            }),
+            timed: storage(Lane::Timed),
+            follow_up: storage(Lane::FollowUp),
         }
     }
 
     fn storage(&self, lane: Lane) -> RedisStorage<Job> {
-        self.lanes[lane as usize].clone()
+        match lane {
+            Lane::Timed => self.timed.clone(),
+            Lane::FollowUp => self.follow_up.clone(),
+        }
     }
 
     /// Runs `job` as soon as a worker is free. Enqueueing the same job twice runs it twice
