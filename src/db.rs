@@ -1,12 +1,11 @@
 //! The PostgreSQL pool and the embedded migrations.
 
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
-use std::str::FromStr as _;
-
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::Config;

@@ -2,7 +2,7 @@ use curbside::app::Application;
 use curbside::config::Config;
 use curbside::payments::fake_stripe::{self, FakeStripe, FakeStripeOptions};
 use futures_util::TryStreamExt as _;
-use redis::AsyncCommands as _;
+use redis::{AsyncCommands as _, Commands as _};
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -231,10 +231,10 @@ impl Drop for TestApp {
         let Ok(mut conn) = client.get_connection() else {
             return;
         };
-        let pattern = format!("*{}*", self.config.redis_key_prefix);
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query(&mut conn)
+        // SCAN, as in `flush_jobs`: every key of the app starts with its prefix.
+        let keys: Vec<String> = conn
+            .scan_match::<_, String>(format!("{}:*", self.config.redis_key_prefix))
+            .map(|keys| keys.filter_map(Result::ok).collect())
             .unwrap_or_default();
         if !keys.is_empty() {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
