@@ -8,13 +8,17 @@
 //! operators own (rate, active).
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{BufRead as _, BufReader, Read};
 
 use anyhow::{Context as _, bail};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::rules;
+
+/// The city's meters as of the snapshot in `data/` (see `data/README.md`), compiled into the
+/// binary so that a fresh installation serves New York without a download.
+pub static NYC_SNAPSHOT: &[u8] = include_bytes!("../../data/nyc-parking-meters.csv.gz");
 
 /// Used when a rule is missing or unreadable: NYC's most common posted limit.
 pub const DEFAULT_MAX_STAY_MINUTES: i32 = 120;
@@ -50,18 +54,28 @@ impl Default for RateTable {
 }
 
 impl RateTable {
-    /// Applies an override of the form `Borough=cents`, e.g. `Manhattan=500`.
+    /// Applies an override of the form `Borough=cents`, e.g. `Manhattan=500`. A borough the
+    /// table does not know is refused: a typo would otherwise change nothing, silently.
     pub fn set(&mut self, spec: &str) -> anyhow::Result<()> {
         let (borough, cents) = spec
             .split_once('=')
             .with_context(|| format!("`{spec}` is not of the form BOROUGH=CENTS"))?;
+        let borough = normalize_borough(borough);
+        if !self.by_borough.contains_key(&borough) {
+            let mut known: Vec<&str> = self.by_borough.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            bail!(
+                "`{borough}` is not a borough; use one of {} (or --default-rate for the rest)",
+                known.join(", ")
+            );
+        }
         let cents: i32 = cents
             .trim()
             .parse()
             .ok()
             .filter(|c| (0..=100_000).contains(c))
             .with_context(|| format!("`{cents}` is not a rate in cents from 0 to 100000"))?;
-        self.by_borough.insert(normalize_borough(borough), cents);
+        self.by_borough.insert(borough, cents);
         Ok(())
     }
 
@@ -141,8 +155,8 @@ impl Columns {
     }
 }
 
-/// Reads the CSV and upserts its meters in one transaction. `progress` is called with the
-/// number of rows written so far.
+/// Reads the CSV, plain or gzip-compressed, and upserts its meters in one transaction.
+/// `progress` is called with the number of rows written so far.
 pub async fn import_meters(
     conn: &mut PgConnection,
     input: impl Read,
@@ -150,6 +164,7 @@ pub async fn import_meters(
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<ImportReport> {
     let mut report = ImportReport::default();
+    let input = plain_or_gzip(input).context("cannot read the file")?;
     let meters = read_meters(input, rates, &mut report)?;
 
     let mut tx = sqlx::Connection::begin(conn).await?;
@@ -165,6 +180,23 @@ pub async fn import_meters(
     tx.commit().await.context("cannot commit the import")?;
     report.unchanged = meters.len() as u64 - report.inserted - report.updated;
     Ok(report)
+}
+
+/// Whether any spot exists: `import-meters --if-empty` imports only into an empty city.
+pub async fn has_spots(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from spots)")
+        .fetch_one(conn)
+        .await
+}
+
+/// The input itself, or its decompression when it starts with gzip's magic bytes.
+fn plain_or_gzip<'a>(input: impl Read + 'a) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut input = BufReader::new(input);
+    if input.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(input)))
+    } else {
+        Ok(Box::new(input))
+    }
 }
 
 /// Parses every row; bad rows go to the report. A later row for the same meter wins.
@@ -454,5 +486,39 @@ mod tests {
         assert_eq!(rates.cents_for("Manhattan"), 600);
         assert!(rates.set("Manhattan").is_err());
         assert!(rates.set("Manhattan=-1").is_err());
+        let typo = rates.set("Manhatan=500").unwrap_err().to_string();
+        assert!(typo.contains("`Manhatan` is not a borough"), "{typo}");
+        assert_eq!(rates.cents_for("Manhatan"), rates.default_cents);
+    }
+
+    #[test]
+    fn the_embedded_snapshot_is_the_whole_city() {
+        let mut report = ImportReport::default();
+        let meters = read_meters(
+            plain_or_gzip(NYC_SNAPSHOT).unwrap(),
+            &RateTable::default(),
+            &mut report,
+        )
+        .unwrap();
+        assert_eq!(meters.len(), 13_415);
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    }
+
+    #[test]
+    fn plain_and_gzip_input_read_the_same() {
+        let csv = "Meter Number,Latitude,Longitude\n1,40.7,-73.9\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let read = |input: &[u8]| {
+            let mut text = String::new();
+            plain_or_gzip(input)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        };
+        assert_eq!(read(csv.as_bytes()), csv);
+        assert_eq!(read(&gz), csv);
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, SubsecRound as _, Utc};
-use curbside::spots::import::{RateTable, import_meters};
+use curbside::spots::import::{NYC_SNAPSHOT, RateTable, import_meters};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row as _};
@@ -9,16 +9,16 @@ use uuid::Uuid;
 
 use crate::helpers::{TestApp, expect_problem, expect_status, invalid_fields};
 
-const NYC_CSV: &str = concat!(
+/// The bundled snapshot as a file, the way an operator passes one to `import-meters`.
+const NYC_CSV_GZ: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/nyc-parking-meters.csv"
+    "/data/nyc-parking-meters.csv.gz"
 );
 const TIMES_SQUARE: (f64, f64) = (40.7580, -73.9855);
 
 async fn import_nyc(db: &PgPool) {
-    let file = std::fs::File::open(NYC_CSV).expect("the NYC snapshot is beside the project");
     let mut conn = db.acquire().await.unwrap();
-    let report = import_meters(&mut conn, file, &RateTable::default(), |_, _| {})
+    let report = import_meters(&mut conn, NYC_SNAPSHOT, &RateTable::default(), |_, _| {})
         .await
         .unwrap();
     assert_eq!(report.inserted, 13_415);
@@ -55,7 +55,7 @@ fn haversine_m((lat1, lng1): (f64, f64), (lat2, lng2): (f64, f64)) -> f64 {
 
 /// Meter number → position, read straight from the CSV.
 fn nyc_meters() -> HashMap<String, (f64, f64)> {
-    let mut reader = csv::Reader::from_path(NYC_CSV).unwrap();
+    let mut reader = csv::Reader::from_reader(flate2::read::GzDecoder::new(NYC_SNAPSHOT));
     let headers = reader.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let (meter, lat, lng) = (col("Meter Number"), col("Latitude"), col("Longitude"));
@@ -627,7 +627,7 @@ async fn importing_the_city_file_twice_changes_nothing(db: PgPool) {
             .output()
             .unwrap()
     };
-    let first = run(&[NYC_CSV]);
+    let first = run(&[NYC_CSV_GZ]);
     assert!(
         first.status.success(),
         "{}",
@@ -649,7 +649,7 @@ async fn importing_the_city_file_twice_changes_nothing(db: PgPool) {
         .unwrap()
     };
     let before = snapshot().await;
-    let second = run(&[NYC_CSV, "--rate", "Manhattan=999"]);
+    let second = run(&[NYC_CSV_GZ, "--rate", "Manhattan=999"]);
     let summary = String::from_utf8_lossy(&second.stdout);
     assert!(
         summary.contains("inserted 0, updated 0, unchanged 13415"),

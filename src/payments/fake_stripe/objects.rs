@@ -278,11 +278,11 @@ mod tests {
     use super::*;
     use crate::payments::fake_stripe::cards;
 
-    /// Stripe's example objects, kept beside the project (see shared/data/README.md).
+    /// Stripe's example objects (see tests/fixtures/README.md).
     fn fixtures() -> Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/stripe-fixtures.json"
+            "/tests/fixtures/stripe-fixtures.json"
         );
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
