@@ -38,7 +38,10 @@ use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
 use crate::rate_limit::RateLimiter;
-use crate::{auth, health, idempotency, middleware, rate_limit, reservations, spots, telemetry};
+use crate::{
+    auth, client_settings, health, idempotency, middleware, rate_limit, reservations, spots,
+    telemetry,
+};
 
 /// How long one request may take before the client gets a 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,7 +96,7 @@ impl AppState {
             .with_api_base(&config.stripe_api_base),
         )
         .context("cannot set up the Stripe client")?;
-        let mailer = Mailer::new(config.smtp_url.expose_secret(), &config.email_from)?;
+        let mailer = Mailer::new(&config.mail, &config.email_from)?;
         Ok(Self(Arc::new(Shared {
             jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
             mailer,
@@ -182,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let api = OpenApiRouter::new()
         .merge(auth::router())
+        .merge(client_settings::router())
         .merge(idempotent)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,6 +4,7 @@
 //! every setting that has a development default must be given explicitly, so a server can
 //! never run in production on a development secret or database by accident.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -45,13 +46,15 @@ pub struct Config {
     /// How long a booking holds its spot waiting for a saved card.
     pub hold_minutes: u32,
     pub stripe_secret_key: SecretString,
+    /// Given to browsers (`GET /v1/config`) for Stripe.js; not a secret.
+    pub stripe_publishable_key: String,
     pub stripe_webhook_secret: SecretString,
     /// Stripe's API, or a local imitation of it (`curbside fake-stripe`) in development.
     pub stripe_api_base: String,
     /// The shortest booking, and the default length of a search window.
     pub min_reservation_minutes: u32,
-    /// Where emails go out: `smtp://host:port` (plain), `smtps://…` or `smtp://…?tls=required`.
-    pub smtp_url: SecretString,
+    /// Where emails go: an SMTP server, or in development without `SMTP_URL` a folder.
+    pub mail: MailTransport,
     /// The sender of every email, e.g. `Curbside <no-reply@example.com>`.
     pub email_from: String,
     /// How often the reconciler looks for work a lost job left undone.
@@ -67,107 +70,168 @@ pub struct Config {
     pub trust_forwarded_for: bool,
 }
 
+/// How emails leave the process.
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// `SMTP_URL`: `smtp://host:port` (plain), `smtps://…` or `smtp://…?tls=required`.
+    Smtp(SecretString),
+    /// Development without `SMTP_URL`: each message is written to `MAIL_DIR` as an `.eml`
+    /// file, readable without running a mail server.
+    Files(std::path::PathBuf),
+}
+
+/// One setting that is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("configuration error: {name}: {message}")]
+#[error("{name}: {message}")]
 pub struct ConfigError {
     pub name: &'static str,
     pub message: String,
 }
 
+/// Every setting that is missing or malformed, so one run names them all.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|error| error.name).collect()
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "configuration error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads the process environment, after loading `.env` if there is one.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, ConfigErrors> {
         // A missing .env is normal (production, CI); a broken one is not silently ignored.
         if let Err(error) = dotenvy::dotenv()
             && !error.not_found()
         {
-            return Err(ConfigError {
+            return Err(ConfigErrors(vec![ConfigError {
                 name: ".env",
                 message: error.to_string(),
-            });
+            }]));
         }
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Builds the configuration from any source of variables (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars { lookup: &lookup };
+    /// Builds the configuration from any source of variables (the environment, or a map in
+    /// tests). Every problem is reported, not only the first.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let vars = Vars {
+            lookup: &lookup,
+            errors: RefCell::new(Vec::new()),
+        };
         let app_env = match vars.get("APP_ENV").as_deref() {
             None | Some("development") => AppEnv::Development,
             Some("production") => AppEnv::Production,
             Some(other) => {
-                return Err(ConfigError {
+                return Err(ConfigErrors(vec![ConfigError {
                     name: "APP_ENV",
                     message: format!("must be `development` or `production`, not `{other}`"),
-                });
+                }]));
             }
         };
         let dev = |default: &str| (app_env == AppEnv::Development).then(|| default.to_owned());
 
-        let jwt_secret = vars.required("JWT_SECRET", dev(DEV_JWT_SECRET))?;
-        if jwt_secret.len() < 32 {
-            return Err(ConfigError {
-                name: "JWT_SECRET",
-                message: "must be at least 32 bytes long".into(),
-            });
+        let jwt_secret = vars.required("JWT_SECRET", dev(DEV_JWT_SECRET));
+        if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
+            vars.fail("JWT_SECRET", "must be at least 32 bytes long");
         }
         if app_env == AppEnv::Production && jwt_secret == DEV_JWT_SECRET {
-            return Err(ConfigError {
-                name: "JWT_SECRET",
-                message: "is the development secret; set a random one in production".into(),
-            });
+            vars.fail(
+                "JWT_SECRET",
+                "is the development secret; set a random one in production",
+            );
         }
+        let cors = vars.required("CORS_ALLOWED_ORIGINS", dev("*"));
+        let public_base_url = vars.required("PUBLIC_BASE_URL", dev("http://127.0.0.1:8080"));
+        let stripe_api_base = vars
+            .get("STRIPE_API_BASE")
+            .unwrap_or_else(|| "https://api.stripe.com/".into());
 
-        let cors = vars.required("CORS_ALLOWED_ORIGINS", dev("*"))?;
-        let cors_allowed_origins = parse_cors(&cors, app_env)?;
-
-        Ok(Self {
+        let config = Self {
             app_env,
-            bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:8080")?,
+            bind_addr: vars
+                .parsed("BIND_ADDR", "127.0.0.1:8080")
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
             database_url: vars
                 .required(
                     "DATABASE_URL",
                     dev("postgres://postgres:postgres@127.0.0.1:5432/curbside"),
-                )?
+                )
                 .into(),
             database_read_url: vars.get("DATABASE_READ_URL").map(Into::into),
             redis_url: vars
-                .required("REDIS_URL", dev("redis://127.0.0.1:6379"))?
+                .required("REDIS_URL", dev("redis://127.0.0.1:6379"))
                 .into(),
             redis_key_prefix: vars.get("REDIS_KEY_PREFIX").unwrap_or("curbside".into()),
             jwt_secret: jwt_secret.into(),
-            public_base_url: parse_base_url(
-                &vars.required("PUBLIC_BASE_URL", dev("http://127.0.0.1:8080"))?,
-            )?,
-            cors_allowed_origins,
-            rate_limit_per_minute: vars.positive("RATE_LIMIT_PER_MINUTE", 600)?,
-            auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10)?,
-            hold_minutes: vars.positive("HOLD_MINUTES", 15)?,
+            public_base_url: vars
+                .check("PUBLIC_BASE_URL", parse_base_url(&public_base_url))
+                .unwrap_or_default(),
+            cors_allowed_origins: vars
+                .check("CORS_ALLOWED_ORIGINS", parse_cors(&cors, app_env))
+                .unwrap_or(CorsOrigins::List(Vec::new())),
+            rate_limit_per_minute: vars.positive("RATE_LIMIT_PER_MINUTE", 600),
+            auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10),
+            hold_minutes: vars.positive("HOLD_MINUTES", 15),
             stripe_secret_key: vars
-                .required("STRIPE_SECRET_KEY", dev("sk_test_curbside_development"))?
+                .required("STRIPE_SECRET_KEY", dev("sk_test_curbside_development"))
                 .into(),
+            stripe_publishable_key: vars
+                .check(
+                    "STRIPE_PUBLISHABLE_KEY",
+                    parse_publishable_key(&vars.required(
+                        "STRIPE_PUBLISHABLE_KEY",
+                        dev("pk_test_curbside_development"),
+                    )),
+                )
+                .unwrap_or_default(),
             stripe_webhook_secret: vars
-                .required("STRIPE_WEBHOOK_SECRET", dev("whsec_curbside_development"))?
+                .required("STRIPE_WEBHOOK_SECRET", dev("whsec_curbside_development"))
                 .into(),
-            stripe_api_base: parse_stripe_api_base(
-                &vars
-                    .get("STRIPE_API_BASE")
-                    .unwrap_or_else(|| "https://api.stripe.com/".into()),
-                app_env,
-            )?,
-            min_reservation_minutes: vars.positive("MIN_RESERVATION_MINUTES", 5)?,
-            smtp_url: vars
-                .required("SMTP_URL", dev("smtp://127.0.0.1:1025"))?
-                .into(),
-            email_from: vars
-                .required("EMAIL_FROM", dev("Curbside <no-reply@curbside.localhost>"))?,
+            stripe_api_base: vars
+                .check(
+                    "STRIPE_API_BASE",
+                    parse_stripe_api_base(&stripe_api_base, app_env),
+                )
+                .unwrap_or_default(),
+            min_reservation_minutes: vars.positive("MIN_RESERVATION_MINUTES", 5),
+            mail: match vars.get("SMTP_URL") {
+                Some(url) => MailTransport::Smtp(url.into()),
+                None if app_env == AppEnv::Development => MailTransport::Files(
+                    vars.get("MAIL_DIR").unwrap_or_else(|| "mail".into()).into(),
+                ),
+                None => {
+                    vars.fail("SMTP_URL", "must be set in production");
+                    MailTransport::Files(std::path::PathBuf::new())
+                }
+            },
+            email_from: vars.required("EMAIL_FROM", dev("Curbside <no-reply@curbside.localhost>")),
             reconcile_interval: std::time::Duration::from_secs(
-                vars.positive("RECONCILE_INTERVAL_SECONDS", 30)?.into(),
+                vars.positive("RECONCILE_INTERVAL_SECONDS", 30).into(),
             ),
-            worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32)?,
-            search_concurrency: vars.positive("SEARCH_CONCURRENCY", 8)?,
-            trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false")?,
-        })
+            worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32),
+            search_concurrency: vars.positive("SEARCH_CONCURRENCY", 8),
+            trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false").unwrap_or(false),
+        };
+        match vars.errors.into_inner() {
+            errors if errors.is_empty() => Ok(config),
+            errors => Err(ConfigErrors(errors)),
+        }
     }
 
     pub fn is_production(&self) -> bool {
@@ -187,8 +251,11 @@ impl Config {
     }
 }
 
+/// Reads variables and collects every problem; a setting in error gets a placeholder value
+/// so the rest can still be checked, and the configuration is never built from it.
 struct Vars<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    errors: RefCell<Vec<ConfigError>>,
 }
 
 impl Vars<'_> {
@@ -199,53 +266,75 @@ impl Vars<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn required(&self, name: &'static str, default: Option<String>) -> Result<String, ConfigError> {
-        self.get(name).or(default).ok_or_else(|| ConfigError {
-            name,
-            message: "must be set in production".into(),
+    fn fail(&self, name: &'static str, message: impl Into<String>) {
+        let mut errors = self.errors.borrow_mut();
+        // One line per setting: the first problem found with it.
+        if errors.iter().all(|error| error.name != name) {
+            errors.push(ConfigError {
+                name,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// The value of a check; `None` after recording why it failed.
+    fn check<T>(&self, name: &'static str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.fail(name, message)).ok()
+    }
+
+    fn required(&self, name: &'static str, default: Option<String>) -> String {
+        self.get(name).or(default).unwrap_or_else(|| {
+            self.fail(name, "must be set in production");
+            String::new()
         })
     }
 
-    fn parsed<T>(&self, name: &'static str, default: &str) -> Result<T, ConfigError>
+    fn parsed<T>(&self, name: &'static str, default: &str) -> Option<T>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
     {
         let raw = self.get(name).unwrap_or_else(|| default.to_owned());
-        raw.parse().map_err(|error| ConfigError {
-            name,
-            message: format!("cannot parse `{raw}`: {error}"),
-        })
+        let parsed = raw
+            .parse()
+            .map_err(|error| format!("cannot parse `{raw}`: {error}"));
+        self.check(name, parsed)
     }
 
-    fn positive(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
-        let value: u32 = self.parsed(name, &default.to_string())?;
-        if value == 0 {
-            return Err(ConfigError {
-                name,
-                message: "must be greater than zero".into(),
+    fn positive(&self, name: &'static str, default: u32) -> u32 {
+        let value = self
+            .parsed::<u32>(name, &default.to_string())
+            .and_then(|value| {
+                let positive = (value > 0).then_some(value);
+                self.check(name, positive.ok_or("must be greater than zero".to_owned()))
             });
-        }
-        Ok(value)
+        value.unwrap_or(default)
     }
 }
 
-fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+fn parse_base_url(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
     if !(raw.starts_with("http://") || raw.starts_with("https://")) {
-        return Err(ConfigError {
-            name: "PUBLIC_BASE_URL",
-            message: format!("must be an http(s) URL, not `{raw}`"),
-        });
+        return Err(format!("must be an http(s) URL, not `{raw}`"));
     }
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
+/// Stripe's publishable keys start with `pk_`; a secret key here would be handed to every
+/// browser, so anything else is refused.
+fn parse_publishable_key(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.starts_with("pk_test_") || raw.starts_with("pk_live_") {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be a publishable key (pk_test_… or pk_live_…), never a secret key".into())
+    }
+}
+
 /// Stripe's base URL; production talks to Stripe over TLS only, never to an imitation.
-fn parse_stripe_api_base(raw: &str, app_env: AppEnv) -> Result<String, ConfigError> {
-    let error = |message: &str| ConfigError {
-        name: "STRIPE_API_BASE",
-        message: message.into(),
-    };
+fn parse_stripe_api_base(raw: &str, app_env: AppEnv) -> Result<String, String> {
+    let error = |message: &str| message.to_owned();
     let plain_http = raw.starts_with("http://");
     if !(plain_http || raw.starts_with("https://")) {
         return Err(error("must be an http(s) URL"));
@@ -256,11 +345,8 @@ fn parse_stripe_api_base(raw: &str, app_env: AppEnv) -> Result<String, ConfigErr
     Ok(format!("{}/", raw.trim_end_matches('/')))
 }
 
-fn parse_cors(raw: &str, app_env: AppEnv) -> Result<CorsOrigins, ConfigError> {
-    let error = |message: String| ConfigError {
-        name: "CORS_ALLOWED_ORIGINS",
-        message,
-    };
+fn parse_cors(raw: &str, app_env: AppEnv) -> Result<CorsOrigins, String> {
+    let error = |message: String| message;
     if raw == "*" {
         return match app_env {
             AppEnv::Development => Ok(CorsOrigins::Any),
@@ -288,7 +374,7 @@ mod tests {
 
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -304,6 +390,7 @@ mod tests {
         ("PUBLIC_BASE_URL", "https://curbside.example"),
         ("CORS_ALLOWED_ORIGINS", "https://app.curbside.example"),
         ("STRIPE_SECRET_KEY", "sk_live_123"),
+        ("STRIPE_PUBLISHABLE_KEY", "pk_live_123"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_123"),
         ("SMTP_URL", "smtps://user:pass@smtp.example.com"),
         ("EMAIL_FROM", "Curbside <no-reply@curbside.example>"),
@@ -329,26 +416,72 @@ mod tests {
         );
     }
 
+    const REQUIRED_IN_PRODUCTION: [&str; 10] = [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "JWT_SECRET",
+        "PUBLIC_BASE_URL",
+        "CORS_ALLOWED_ORIGINS",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_URL",
+        "EMAIL_FROM",
+    ];
+
     #[test]
     fn production_refuses_each_development_default() {
-        for missing in [
-            "DATABASE_URL",
-            "REDIS_URL",
-            "JWT_SECRET",
-            "PUBLIC_BASE_URL",
-            "CORS_ALLOWED_ORIGINS",
-            "STRIPE_SECRET_KEY",
-            "STRIPE_WEBHOOK_SECRET",
-            "SMTP_URL",
-            "EMAIL_FROM",
-        ] {
+        for missing in REQUIRED_IN_PRODUCTION {
             let vars: Vec<_> = PRODUCTION
                 .iter()
                 .copied()
                 .filter(|(k, _)| *k != missing)
                 .collect();
-            assert_eq!(config(&vars).unwrap_err().name, missing);
+            assert_eq!(config(&vars).unwrap_err().names(), [missing]);
         }
+    }
+
+    #[test]
+    fn production_reports_every_missing_setting_at_once() {
+        let errors = config(&[("APP_ENV", "production"), ("HOLD_MINUTES", "0")]).unwrap_err();
+        let mut names = errors.names();
+        names.sort_unstable();
+        let mut expected = REQUIRED_IN_PRODUCTION.to_vec();
+        expected.push("HOLD_MINUTES");
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), expected.len(), "{text}");
+        assert!(
+            text.lines()
+                .all(|line| line.starts_with("configuration error: ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn development_without_smtp_writes_emails_to_a_folder() {
+        match config(&[]).unwrap().mail {
+            MailTransport::Files(dir) => assert_eq!(dir, std::path::Path::new("mail")),
+            other => panic!("expected files, got {other:?}"),
+        }
+        match config(&[("MAIL_DIR", "/tmp/mails")]).unwrap().mail {
+            MailTransport::Files(dir) => assert_eq!(dir, std::path::Path::new("/tmp/mails")),
+            other => panic!("expected files, got {other:?}"),
+        }
+        let smtp = config(&[("SMTP_URL", "smtp://127.0.0.1:1025")]).unwrap();
+        assert!(matches!(smtp.mail, MailTransport::Smtp(_)));
+    }
+
+    #[test]
+    fn a_secret_key_is_never_taken_for_the_publishable_key() {
+        let error = config(&[("STRIPE_PUBLISHABLE_KEY", "sk_live_123")]).unwrap_err();
+        assert_eq!(error.names(), ["STRIPE_PUBLISHABLE_KEY"]);
+        let config = config(&[]).unwrap();
+        assert_eq!(
+            config.stripe_publishable_key,
+            "pk_test_curbside_development"
+        );
     }
 
     #[test]
@@ -356,16 +489,16 @@ mod tests {
         let mut vars = PRODUCTION.to_vec();
         vars.push(("JWT_SECRET", DEV_JWT_SECRET));
         vars.retain(|(k, v)| *k != "JWT_SECRET" || *v == DEV_JWT_SECRET);
-        assert_eq!(config(&vars).unwrap_err().name, "JWT_SECRET");
+        assert_eq!(config(&vars).unwrap_err().names(), ["JWT_SECRET"]);
 
         let mut vars = PRODUCTION.to_vec();
         vars.retain(|(k, _)| *k != "CORS_ALLOWED_ORIGINS");
         vars.push(("CORS_ALLOWED_ORIGINS", "*"));
-        assert_eq!(config(&vars).unwrap_err().name, "CORS_ALLOWED_ORIGINS");
+        assert_eq!(config(&vars).unwrap_err().names(), ["CORS_ALLOWED_ORIGINS"]);
 
         let mut vars = PRODUCTION.to_vec();
         vars.push(("STRIPE_API_BASE", "http://127.0.0.1:12111"));
-        assert_eq!(config(&vars).unwrap_err().name, "STRIPE_API_BASE");
+        assert_eq!(config(&vars).unwrap_err().names(), ["STRIPE_API_BASE"]);
     }
 
     #[test]
@@ -388,7 +521,7 @@ mod tests {
         ];
         for (name, value) in cases {
             let error = config(&[(name, value)]).unwrap_err();
-            assert_eq!(error.name, name, "{error}");
+            assert_eq!(error.names(), [name], "{error}");
             assert!(error.to_string().starts_with("configuration error: "));
         }
     }

@@ -9,25 +9,47 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lettre::message::{Mailbox, header::ContentType};
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
+};
+use secrecy::ExposeSecret as _;
+
+use crate::config::MailTransport;
 
 pub use outbox::OutboxEmail;
 pub use templates::Notice;
 
-/// Delivers outbox emails over SMTP (`SMTP_URL`, from `EMAIL_FROM`).
+/// Delivers outbox emails over SMTP (`SMTP_URL`), or in development into a folder, from
+/// `EMAIL_FROM`.
 #[derive(Clone)]
 pub struct Mailer {
-    /// Pooled connections; reconnects by itself after the server comes back.
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Transport,
     from: Mailbox,
 }
 
+#[derive(Clone)]
+enum Transport {
+    /// Pooled connections; reconnects by itself after the server comes back.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// One `<uuid>.eml` file per message.
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
 impl Mailer {
-    pub fn new(smtp_url: &str, from: &str) -> anyhow::Result<Self> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
-            .context("SMTP_URL is not a valid SMTP URL")?
-            .timeout(Some(Duration::from_secs(10)))
-            .build();
+    pub fn new(transport: &MailTransport, from: &str) -> anyhow::Result<Self> {
+        let transport = match transport {
+            MailTransport::Smtp(url) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .context("SMTP_URL is not a valid SMTP URL")?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .build(),
+            ),
+            MailTransport::Files(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create MAIL_DIR {}", dir.display()))?;
+                Transport::Files(AsyncFileTransport::new(dir))
+            }
+        };
         let from = from.parse().context("EMAIL_FROM is not a valid mailbox")?;
         Ok(Self { transport, from })
     }
@@ -47,10 +69,19 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(email.body.clone())
             .context("cannot build the email")?;
-        self.transport
-            .send(message)
-            .await
-            .context("the SMTP server did not accept the email")?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                smtp.send(message)
+                    .await
+                    .context("the SMTP server did not accept the email")?;
+            }
+            Transport::Files(files) => {
+                files
+                    .send(message)
+                    .await
+                    .context("cannot write the email to MAIL_DIR")?;
+            }
+        }
         Ok(())
     }
 }
