@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::cards::{self, Attempt, TestCard};
@@ -322,12 +323,7 @@ fn authenticate(headers: &HeaderMap) -> Result<Caller, ApiError> {
              Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
         ));
     };
-    let key = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .trim();
+    let key = value.to_str().ok().and_then(api_key).unwrap_or_default();
     if key.starts_with("sk_test_") && key.len() > "sk_test_".len() {
         Ok(Caller::Secret)
     } else if key.starts_with("pk_test_") && key.len() > "pk_test_".len() {
@@ -338,6 +334,24 @@ fn authenticate(headers: &HeaderMap) -> Result<Caller, ApiError> {
             "Invalid API Key provided: {shown}****"
         )))
     }
+}
+
+/// The key in an `Authorization` header, sent as Stripe takes it: `Bearer KEY`, or HTTP
+/// Basic with the key as the user name and no password (`curl -u KEY:`).
+fn api_key(header: &str) -> Option<String> {
+    let (scheme, credentials) = header.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.trim().to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, _password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some(user.to_owned())
 }
 
 /// Request parameters, every leaf a string as on the wire.
@@ -839,5 +853,30 @@ impl super::FakeState {
             status: status.as_u16(),
             replayed,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_as_bearer_or_as_basic_user_name() {
+        assert_eq!(api_key("Bearer sk_test_1").as_deref(), Some("sk_test_1"));
+        assert_eq!(api_key("bearer  pk_test_2 ").as_deref(), Some("pk_test_2"));
+        // `curl -u sk_test_3:` sends the key as the user name with an empty password.
+        let basic = base64::engine::general_purpose::STANDARD.encode("sk_test_3:");
+        assert_eq!(
+            api_key(&format!("Basic {basic}")).as_deref(),
+            Some("sk_test_3")
+        );
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("sk_test_4");
+        assert_eq!(
+            api_key(&format!("Basic {no_colon}")).as_deref(),
+            Some("sk_test_4")
+        );
+        assert_eq!(api_key("Basic !!!"), None);
+        assert_eq!(api_key("Digest sk_test_5"), None);
+        assert_eq!(api_key("sk_test_6"), None);
     }
 }

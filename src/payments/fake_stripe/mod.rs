@@ -47,8 +47,9 @@ use tokio::sync::{oneshot, watch};
 pub use self::api::RequestRecord;
 pub use self::cards::TestCard;
 
-/// The webhook secret used when none is given.
-pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_curbside_fake_stripe";
+/// The webhook secret used when none is given: the API's development default
+/// (`STRIPE_WEBHOOK_SECRET`), so the two started by hand agree and webhooks verify.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "whsec_curbside_development";
 
 /// A secret key the imitation accepts (any `sk_test_…` does).
 pub const TEST_SECRET_KEY: &str = "sk_test_curbside_fake_stripe";
@@ -232,26 +233,42 @@ impl FakeStripe {
         client_secret: &str,
         payment_method: &str,
     ) -> reqwest::Result<(u16, Value)> {
-        let id = client_secret
-            .split_once("_secret_")
-            .map_or(client_secret, |(id, _)| id);
-        let form = serde_urlencoded::to_string([
-            ("payment_method", payment_method),
-            ("client_secret", client_secret),
-        ])
-        .expect("pairs of strings encode");
-        let response = self
-            .shared
-            .http
-            .post(format!("{}v1/setup_intents/{id}/confirm", self.base_url()))
-            .bearer_auth(TEST_PUBLISHABLE_KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        save_card(
+            &self.shared.http,
+            &self.base_url(),
+            client_secret,
+            payment_method,
+        )
+        .await
     }
+}
+
+/// Confirms the SetupIntent a client secret belongs to with a test card, as Stripe.js does
+/// in the browser (the publishable key and the client secret; the SetupIntent's id is the
+/// part of the secret before `_secret_`). `base_url` ends with `/`.
+pub async fn save_card(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_secret: &str,
+    payment_method: &str,
+) -> reqwest::Result<(u16, Value)> {
+    let id = client_secret
+        .split_once("_secret_")
+        .map_or(client_secret, |(id, _)| id);
+    let form = serde_urlencoded::to_string([
+        ("payment_method", payment_method),
+        ("client_secret", client_secret),
+    ])
+    .expect("pairs of strings encode");
+    let response = http
+        .post(format!("{base_url}v1/setup_intents/{id}/confirm"))
+        .bearer_auth(TEST_PUBLISHABLE_KEY)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
 }
 
 impl std::fmt::Debug for FakeStripe {
@@ -401,7 +418,33 @@ pub mod cli {
     use super::{FakeStripe, FakeStripeOptions};
 
     #[derive(Debug, clap::Args)]
+    #[command(args_conflicts_with_subcommands = true)]
     pub struct Args {
+        #[command(subcommand)]
+        pub command: Option<Command>,
+        #[command(flatten)]
+        pub serve: ServeArgs,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    pub enum Command {
+        /// Save a test card on the SetupIntent of a booking, as Stripe.js does in the browser
+        /// (then `POST /v1/reservations/{id}/confirm`, or wait for the webhook).
+        SaveCard {
+            /// The booking's `payment.client_secret` (`seti_…_secret_…`).
+            client_secret: String,
+            /// A test card: pm_card_visa, pm_card_mastercard, pm_card_chargeDeclined, …
+            #[arg(long, default_value = "pm_card_visa")]
+            card: String,
+            /// Where the imitation listens.
+            #[arg(long, default_value = "http://127.0.0.1:12111/")]
+            api: String,
+        },
+    }
+
+    /// Serving the imitation (the default when no subcommand is given).
+    #[derive(Debug, clap::Args)]
+    pub struct ServeArgs {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:12111")]
         pub bind: SocketAddr,
@@ -423,10 +466,25 @@ pub mod cli {
         Ok(())
     }
 
-    /// Serves until `shutdown` resolves. Prints the base URL on standard output once
-    /// listening, so a script or test that started the process knows where it is.
+    /// Serves until `shutdown` resolves, or runs the subcommand given.
     pub async fn run(
         args: Args,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        match args.command {
+            None => serve(args.serve, shutdown).await,
+            Some(Command::SaveCard {
+                client_secret,
+                card,
+                api,
+            }) => save_card(&client_secret, &card, &api).await,
+        }
+    }
+
+    /// Prints the base URL on standard output once listening, so a script or test that
+    /// started the process knows where it is.
+    async fn serve(
+        args: ServeArgs,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         // APP_ENV may come from `.env`, as it does for the API.
@@ -456,6 +514,30 @@ pub mod cli {
         stdout.flush()?;
         drop(stdout);
         shutdown.await;
+        Ok(())
+    }
+
+    /// `save-card`: prints the SetupIntent's new status, or fails with Stripe's message.
+    async fn save_card(client_secret: &str, card: &str, api: &str) -> anyhow::Result<()> {
+        let base_url = format!("{}/", api.trim_end_matches('/'));
+        let (status, body) =
+            super::save_card(&reqwest::Client::new(), &base_url, client_secret, card)
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot reach the imitation at {base_url}: {error}")
+                })?;
+        if status != 200 {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            anyhow::bail!("the imitation refused the card ({status}): {message}");
+        }
+        use std::io::Write as _;
+        writeln!(
+            std::io::stdout(),
+            "{}: {}, card {}",
+            body["id"].as_str().unwrap_or_default(),
+            body["status"].as_str().unwrap_or_default(),
+            body["payment_method"].as_str().unwrap_or_default()
+        )?;
         Ok(())
     }
 
