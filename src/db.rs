@@ -5,21 +5,52 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret as _;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 use crate::config::Config;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long start-up waits for PostgreSQL's first answer.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects to `DATABASE_URL`. Ten connections: measured here, larger pools were slower on
 /// two cores (see PERFORMANCE.md).
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    let options = connect_options(config.database_url(), "DATABASE_URL")?;
+    check_reachable(&options).await?;
     pool_options()
-        .connect_with(connect_options(config.database_url(), "DATABASE_URL")?)
+        .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL at DATABASE_URL")
+}
+
+/// One direct connection first: a pool that cannot connect only says "pool timed out",
+/// while this names the server and the cause, once.
+async fn check_reachable(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let server = format!(
+        "{}:{} (database {}, DATABASE_URL)",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("postgres")
+    );
+    match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Err(_) => anyhow::bail!(
+            "cannot connect to PostgreSQL at {server}: no answer within {} s",
+            FIRST_CONNECT_TIMEOUT.as_secs()
+        ),
+        Ok(Err(error)) => {
+            Err(anyhow::Error::new(error)
+                .context(format!("cannot connect to PostgreSQL at {server}")))
+        }
+        Ok(Ok(connection)) => {
+            // Closing politely is a courtesy; the pool opens its own connections.
+            let _ = connection.close().await;
+            Ok(())
+        }
+    }
 }
 
 /// Session settings for every connection, measured on the spot search (BENCHMARKS.md):

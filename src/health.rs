@@ -91,3 +91,31 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.encode(),
     )
 }
+
+/// `curbside healthcheck`: asks this machine's server for `/healthz`, for container health
+/// checks in an image that has no curl. The server listens on `bind_addr`; a wildcard
+/// address is reached over loopback.
+pub async fn probe(bind_addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let ip = match bind_addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/healthz",
+        std::net::SocketAddr::new(ip, bind_addr.port())
+    );
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|error| anyhow::anyhow!("{url} did not answer: {error}"))?;
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
+}

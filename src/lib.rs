@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client_settings;
 pub mod config;
 pub mod db;
 pub mod email;

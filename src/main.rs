@@ -5,7 +5,7 @@ use curbside::auth::{db as accounts, model::Email};
 use curbside::config::{AppEnv, Config};
 use curbside::payments::fake_stripe;
 use curbside::spots::import::{RateTable, import_meters};
-use curbside::{db, jobs, shutdown, telemetry};
+use curbside::{db, health, jobs, redis_pool, shutdown, spots, telemetry};
 
 /// mimalloc rather than glibc's malloc: the API allocates many small short-lived objects
 /// per request, and glibc keeps each 19 MiB argon2 block in a per-thread arena for ever,
@@ -36,8 +36,12 @@ enum Command {
     Migrate,
     /// Import NYC's parking meters CSV (NYC Open Data dataset 693u-uax6) into spots.
     ImportMeters {
-        /// Path of the CSV export.
-        csv: std::path::PathBuf,
+        /// Path of the CSV export, plain or gzip-compressed; without it, the snapshot
+        /// compiled into this binary.
+        csv: Option<std::path::PathBuf>,
+        /// Import only into a database that has no spots yet (a first start).
+        #[arg(long)]
+        if_empty: bool,
         /// Hourly rate of a borough in cents, e.g. `--rate Manhattan=500`; repeatable.
         #[arg(long = "rate", value_name = "BOROUGH=CENTS")]
         rates: Vec<String>,
@@ -50,6 +54,8 @@ enum Command {
         /// The account's email address.
         email: String,
     },
+    /// Exit 0 if the server on BIND_ADDR answers /healthz (for container health checks).
+    Healthcheck,
     /// Serve a local imitation of Stripe for development and tests (never in production).
     FakeStripe(fake_stripe::cli::Args),
 }
@@ -57,16 +63,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The imitation of Stripe needs none of the API's settings (nor its database).
-    if let Command::FakeStripe(args) = cli.command {
-        telemetry::init(AppEnv::Development);
-        return match fake_stripe::cli::run(args, shutdown::signal()).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+    // The imitation of Stripe and the health check need none of the API's settings.
+    match cli.command {
+        Command::FakeStripe(args) => {
+            telemetry::init(AppEnv::Development);
+            return exit_code(fake_stripe::cli::run(args, shutdown::signal()).await);
+        }
+        Command::Healthcheck => return exit_code(healthcheck().await),
+        _ => {}
     }
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -76,14 +80,31 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(config.app_env);
-    match run(cli.command, config).await {
+    let result = run(cli.command, config).await;
+    if let Err(error) = &result {
+        tracing::error!("{error:#}");
+    }
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `BIND_ADDR` as the server reads it, without the rest of the configuration.
+async fn healthcheck() -> anyhow::Result<()> {
+    let bind_addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let bind_addr = bind_addr
+        .trim()
+        .parse()
+        .with_context(|| format!("BIND_ADDR `{bind_addr}` is not an address"))?;
+    health::probe(bind_addr).await
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
@@ -92,6 +113,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve { no_worker } => {
             db::migrate(&pool).await?;
             let app = Application::build(config, pool).await?;
+            redis_pool::warn_if_unreachable(&app.state().config, &app.state().redis).await;
             let stop = shutdown::on_signal();
             let workers = if no_worker {
                 None
@@ -101,7 +123,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     .with_pool(db::connect(app.state().config.as_ref()).await?);
                 Some(tokio::spawn(jobs::run(jobs_state, stop.clone())))
             };
-            tracing::info!(addr = %app.local_addr(), "serving");
+            let base = format!("http://{}", app.local_addr());
+            tracing::info!(addr = %app.local_addr(), "serving the API on {base} (docs at {base}/docs)");
             app.run_until(stop.clone().cancelled_owned()).await?;
             if let Some(workers) = workers {
                 stop.cancel();
@@ -112,6 +135,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Worker => {
             db::migrate(&pool).await?;
             let state = AppState::new(config, pool)?;
+            redis_pool::warn_if_unreachable(&state.config, &state.redis).await;
             tracing::info!("working");
             jobs::run(state, shutdown::on_signal()).await;
             tracing::info!("stopped");
@@ -122,6 +146,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::ImportMeters {
             csv,
+            if_empty,
             rates,
             default_rate,
         } => {
@@ -137,7 +162,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 );
                 table.default_cents = cents;
             }
-            import_meters_file(&pool, &csv, &table).await?;
+            if if_empty && spots::import::has_spots(&mut *pool.acquire().await?).await? {
+                tracing::info!("spots exist already; nothing imported (--if-empty)");
+                return Ok(());
+            }
+            match csv {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?;
+                    import_and_report(&pool, std::io::BufReader::new(file), &table).await?;
+                }
+                None => {
+                    eprintln!("importing the NYC meter snapshot built into this binary");
+                    import_and_report(&pool, spots::import::NYC_SNAPSHOT, &table).await?;
+                }
+            }
         }
         Command::CreateOperator { email } => {
             let email = Email::parse(&email)
@@ -153,28 +192,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             tracing::info!(email = email.as_str(), "account is now an operator");
         }
-        Command::FakeStripe(_) => unreachable!("handled before the configuration is read"),
+        Command::FakeStripe(_) | Command::Healthcheck => {
+            unreachable!("handled before the configuration is read")
+        }
     }
     Ok(())
 }
 
 /// Runs the import and prints its report: the summary on stdout, each skipped row on stderr.
-async fn import_meters_file(
+async fn import_and_report(
     pool: &sqlx::PgPool,
-    path: &std::path::Path,
+    input: impl std::io::Read,
     rates: &RateTable,
 ) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut conn = pool.acquire().await?;
-    let report = import_meters(
-        &mut conn,
-        std::io::BufReader::new(file),
-        rates,
-        |done, total| {
-            eprintln!("imported {done}/{total} rows");
-        },
-    )
+    let report = import_meters(&mut conn, input, rates, |done, total| {
+        eprintln!("imported {done}/{total} rows");
+    })
     .await?;
     for (line, reason) in &report.skipped {
         eprintln!("skipped line {line}: {reason}");

@@ -22,3 +22,17 @@ pub fn connect(config: &Config) -> anyhow::Result<ConnectionManager> {
     ConnectionManager::new_lazy_with_config(client, manager_config)
         .context("cannot set up the Redis connection")
 }
+
+/// Logs a warning when Redis does not answer at start-up. The process starts anyway (jobs
+/// wait, the reconciler redoes them from PostgreSQL, `/readyz` reports it), but an operator
+/// should hear of it at once rather than from the first failing request.
+pub async fn warn_if_unreachable(config: &Config, redis: &ConnectionManager) {
+    let mut conn = redis.clone();
+    let ping = redis::cmd("PING").query_async::<String>(&mut conn).await;
+    if let Err(error) = ping {
+        let server = redis::Client::open(config.redis_url.expose_secret())
+            .map(|client| client.get_connection_info().addr().to_string())
+            .unwrap_or_else(|_| "REDIS_URL".into());
+        tracing::warn!(%server, %error, "Redis does not answer; jobs and rate limits wait for it");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod errors;
+mod first_run;
 mod helpers;
 mod job_queue;
 mod lifecycle;
