@@ -461,35 +461,37 @@ else
 fi
 
 # The API's per-client limit (5 a minute here) counts each client address through Nginx on
-# its own. Its window is the wall-clock minute: a sequence that straddles a new minute is
-# run again, within the new one.
+# its own. Its window is the wall-clock minute: a round that straddles a new minute is run
+# again, within the new one, from two fresh addresses.
 spots=$https_url/v1/spots
 for attempt in 1 2; do
+    limited=127.0.0.$((attempt * 10 - 8))  # 127.0.0.2, then 127.0.0.12
+    other=127.0.0.$((attempt * 10 - 7))    # 127.0.0.3, then 127.0.0.13
     minute=$(($(date +%s) / 60))
     codes=""
     for _ in 1 2 3 4 5 6; do
-        codes+="$(request "$spots" --interface 127.0.0.2) "
+        codes+="$(request "$spots" --interface "$limited") "
     done
-    limited_detail=$(cat "$work/body")
+    limited_body=$(cat "$work/body")
+    other_status=$(request "$spots" --interface "$other")
+    forged_status=$(request "$spots" --interface "$limited" -H "X-Forwarded-For: 198.51.100.7")
     [ "$minute" = $(($(date +%s) / 60)) ] && break
-    log "the rate-limit window turned during attempt $attempt; again"
+    log "the rate-limit window turned during round $attempt; again"
 done
-if [ "$codes" = "200 200 200 200 200 429 " ] && [[ $limited_detail == *'too many requests; retry after'* ]]; then
-    pass "rate limit: 127.0.0.2 gets 200 five times, then the API's 429"
+if [ "$codes" = "200 200 200 200 200 429 " ] && [[ $limited_body == *'too many requests; retry after'* ]]; then
+    pass "rate limit: $limited gets 200 five times, then the API's 429"
 else
-    fail "rate limit: 127.0.0.2 gets 200 five times, then the API's 429 (got: $codes)"
+    fail "rate limit: $limited gets 200 five times, then the API's 429 (got: $codes)"
 fi
-status=$(request "$spots" --interface 127.0.0.3)
-if [ "$status" = 200 ]; then
-    pass "rate limit: 127.0.0.3 still gets 200: Nginx passes each client's own address"
+if [ "$other_status" = 200 ]; then
+    pass "rate limit: $other still gets 200: Nginx passes each client's own address"
 else
-    fail "rate limit: 127.0.0.3 still gets 200: Nginx passes each client's own address (got $status)"
+    fail "rate limit: $other still gets 200: Nginx passes each client's own address (got $other_status)"
 fi
-status=$(request "$spots" --interface 127.0.0.2 -H "X-Forwarded-For: 198.51.100.7")
-if [ "$status" = 429 ]; then
+if [ "$forged_status" = 429 ]; then
     pass "rate limit: a limited client cannot escape by sending its own X-Forwarded-For"
 else
-    fail "rate limit: a limited client cannot escape by sending its own X-Forwarded-For (got $status)"
+    fail "rate limit: a limited client cannot escape by sending its own X-Forwarded-For (got $forged_status)"
 fi
 
 # Bodies: over 64 KiB refused by Nginx, up to it passed to the API.
