@@ -45,8 +45,9 @@ command -v docker-compose >/dev/null || packages+=(docker-compose)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v curl >/dev/null || packages+=(curl)
 command -v envsubst >/dev/null || packages+=(gettext-base)
+command -v python3 >/dev/null || packages+=(python3)
 if [ -z "$kubernetes_validate" ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    packages+=(python3 python3-venv)
+    packages+=(python3-venv)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || { log "missing ${packages[*]}, and this is not Debian"; exit 1; }
@@ -57,10 +58,13 @@ if [ ${#packages[@]} -gt 0 ]; then
         as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
         no_service_start=true
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${packages[@]}" >/dev/null
+    installed=true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${packages[@]}" >/dev/null \
+        || installed=false
     if $no_service_start; then as_root rm -f /usr/sbin/policy-rc.d; fi
+    $installed || { log "could not install ${packages[*]}"; exit 1; }
 fi
 export PATH=$PATH:/usr/sbin
 if [ -z "$kubernetes_validate" ]; then
