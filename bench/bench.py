@@ -30,7 +30,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NYC_CSV = os.path.join(ROOT, "..", "shared", "data", "nyc-parking-meters.csv")
+# The bundled snapshot; `import-meters` reads .csv.gz as well as .csv.
+NYC_CSV = os.path.join(ROOT, "data", "nyc-parking-meters.csv.gz")
 PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 TIMES_SQUARE = (40.7580, -73.9855)
