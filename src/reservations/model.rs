@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::billing::{Bill, bill};
 use crate::error::{AppError, FieldError};
-use crate::time_window::{TimeWindow, to_stored_precision};
+use crate::time_window::{TimeWindow, bounded, to_stored_precision};
 
 /// How far ahead a booking may start.
 pub const MAX_DAYS_AHEAD: i64 = 30;
@@ -234,8 +234,10 @@ impl WindowRequest {
 pub struct QuoteRequest {
     pub spot_id: Uuid,
     /// RFC 3339 with offset; default now.
+    #[serde(default, deserialize_with = "bounded::optional")]
     pub starts_at: Option<DateTime<Utc>>,
     /// Give `ends_at` or `duration_minutes`, not both.
+    #[serde(default, deserialize_with = "bounded::optional")]
     pub ends_at: Option<DateTime<Utc>>,
     pub duration_minutes: Option<i64>,
 }
@@ -257,8 +259,10 @@ pub struct Quote {
 pub struct BookingRequest {
     pub spot_id: Uuid,
     /// RFC 3339 with offset; default now.
+    #[serde(default, deserialize_with = "bounded::optional")]
     pub starts_at: Option<DateTime<Utc>>,
     /// Give `ends_at` or `duration_minutes`, not both.
+    #[serde(default, deserialize_with = "bounded::optional")]
     pub ends_at: Option<DateTime<Utc>>,
     pub duration_minutes: Option<i64>,
     /// Required for guests; a signed-in driver's own email is used otherwise.
@@ -323,6 +327,7 @@ pub struct Booking {
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     /// The new end: any time from now on.
+    #[serde(deserialize_with = "bounded::required")]
     pub ends_at: DateTime<Utc>,
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::{AppError, FieldError};
 use crate::pagination::{self, decode_cursor};
-use crate::time_window::TimeWindow;
+use crate::time_window::{TimeWindow, bounded};
 
 /// The largest search radius, so one search cannot ask for the whole city sorted.
 pub const MAX_RADIUS_M: f64 = 50_000.0;
@@ -99,8 +99,10 @@ pub struct SearchQuery {
     /// `km` (default) or `mi`.
     unit: Option<DistanceUnit>,
     /// Window start, RFC 3339 with offset; default now.
+    #[serde(default, deserialize_with = "bounded::optional")]
     starts_at: Option<DateTime<Utc>>,
     /// Window end; default `starts_at` plus the minimum reservation length.
+    #[serde(default, deserialize_with = "bounded::optional")]
     ends_at: Option<DateTime<Utc>>,
     /// `true` (default): free for the whole window; `false`: taken; `any`.
     available: Option<AvailabilityFilter>,

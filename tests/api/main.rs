@@ -5,6 +5,7 @@ mod auth;
 mod errors;
 mod first_run;
 mod helpers;
+mod hostile;
 mod job_queue;
 mod lifecycle;
 mod operations;
