@@ -105,6 +105,13 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// The last four digits of a saved card, for emails; `None` for a method that is no card.
     async fn card_last4(&self, payment_method_id: &str) -> Result<Option<String>, PaymentError>;
 
+    /// Asks Stripe for a PaymentIntent (`None` if Stripe has no such object). Webhooks only
+    /// name a PaymentIntent; its state is believed when Stripe itself reports it.
+    async fn retrieve_payment_intent(
+        &self,
+        id: &str,
+    ) -> Result<Option<PaymentIntent>, PaymentError>;
+
     /// Charges a saved card with nobody at the keyboard (`confirm=true`, `off_session=true`).
     /// A decline is an outcome, not an error; errors are about reaching Stripe at all.
     async fn charge_off_session(
@@ -206,6 +213,18 @@ pub struct ChargeRequest {
     pub reservation_id: Uuid,
     /// The same key for every attempt at the same bill: Stripe then charges at most once.
     pub idempotency_key: String,
+}
+
+/// What Curbside reads of a PaymentIntent that Stripe reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntent {
+    pub id: String,
+    pub customer_id: Option<String>,
+    pub amount_cents: i64,
+    /// `metadata[reservation_id]`, as Curbside set it when charging.
+    pub reservation_id: Option<Uuid>,
+    /// Its state, read as the outcome of a charge.
+    pub outcome: ChargeOutcome,
 }
 
 /// How an off-session charge ended.

@@ -14,7 +14,9 @@ use stripe::{
     Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest as _,
 };
 use stripe_core::customer::CreateCustomer;
-use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
+};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
 use stripe_payment::payment_method::RetrievePaymentMethod;
 use stripe_shared::{
@@ -24,8 +26,8 @@ use stripe_shared::{
 
 use super::webhook::{self, WebhookError, WebhookEvent};
 use super::{
-    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentsConfig,
-    SetupIntent, SetupIntentStatus,
+    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
+    PaymentsConfig, SetupIntent, SetupIntentStatus,
 };
 
 /// The Stripe implementation of [`PaymentGateway`]. Cheap to clone; build one at start-up.
@@ -120,6 +122,28 @@ impl PaymentGateway for StripeGateway {
         Ok(method.card.map(|card| card.last4))
     }
 
+    #[tracing::instrument(skip_all, fields(payment_intent.id = %id))]
+    async fn retrieve_payment_intent(
+        &self,
+        id: &str,
+    ) -> Result<Option<PaymentIntent>, PaymentError> {
+        let intent = match RetrievePaymentIntent::new(id).send(&self.client).await {
+            Ok(intent) => intent,
+            Err(StripeError::Stripe(_, 404)) => return Ok(None),
+            Err(error) => return Err(classify(error)),
+        };
+        Ok(Some(PaymentIntent {
+            id: intent.id.to_string(),
+            customer_id: intent.customer.as_ref().map(|c| c.id().to_string()),
+            amount_cents: intent.amount,
+            reservation_id: intent
+                .metadata
+                .get("reservation_id")
+                .and_then(|id| id.parse().ok()),
+            outcome: charge_outcome(intent),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(reservation.id = %request.reservation_id))]
     async fn charge_off_session(
         &self,
@@ -187,9 +211,15 @@ fn charge_outcome(intent: stripe_shared::PaymentIntent) -> ChargeOutcome {
         PaymentIntentStatus::Succeeded => ChargeOutcome::Succeeded { payment_intent_id },
         PaymentIntentStatus::RequiresAction => ChargeOutcome::RequiresAction { payment_intent_id },
         PaymentIntentStatus::RequiresPaymentMethod => {
-            // A failed attempt that came back as 200 (Stripe reports these as 402, but the
-            // object alone is enough to tell).
+            // A failed attempt that came back as 200, or one retrieved later (Stripe reports
+            // these as 402 when charging, but the object alone is enough to tell).
             let error = intent.last_payment_error.as_deref();
+            let code = error
+                .and_then(|e| e.code.as_ref())
+                .map(|code| code.as_str());
+            if code == Some("authentication_required") {
+                return ChargeOutcome::RequiresAction { payment_intent_id };
+            }
             ChargeOutcome::Declined {
                 payment_intent_id: Some(payment_intent_id),
                 code: error

@@ -11,7 +11,6 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
-use uuid::Uuid;
 
 /// How old (or how far in the future) a signature's timestamp may be: Stripe's default,
 /// which bounds how long a captured request can be replayed.
@@ -35,11 +34,16 @@ pub enum WebhookError {
     BadPayload(String),
 }
 
-/// The part of a Stripe event Curbside acts on.
+/// The part of a Stripe event Curbside acts on. An event names an object; what the object
+/// says (a saved card, a payment's result) is never taken from the event itself but asked
+/// of Stripe, so a forged or replayed event, even signed with a leaked secret, can make
+/// Curbside ask but never believe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEvent {
     /// `evt_…`: Stripe may deliver an event more than once; handle each id once.
     pub id: String,
+    /// The event's type as Stripe wrote it, e.g. `payment_intent.succeeded`.
+    pub event_type: String,
     /// Seconds since the epoch at which Stripe created the event.
     pub created: i64,
     pub kind: WebhookEventKind,
@@ -47,28 +51,33 @@ pub struct WebhookEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEventKind {
-    /// `setup_intent.succeeded`: the card is saved.
-    SetupIntentSucceeded {
-        setup_intent_id: String,
-        payment_method: Option<String>,
-    },
-    /// `payment_intent.succeeded`: the charge went through.
-    PaymentIntentSucceeded {
-        payment_intent_id: String,
-        /// From `metadata[reservation_id]`; `None` if absent or not a UUID.
-        reservation_id: Option<Uuid>,
-    },
-    /// `payment_intent.payment_failed`: declined, or authentication required.
-    PaymentIntentFailed {
-        payment_intent_id: String,
-        reservation_id: Option<Uuid>,
-        /// `last_payment_error.code`, e.g. `card_declined` or `authentication_required`.
-        code: Option<String>,
-        decline_code: Option<String>,
-        message: Option<String>,
-    },
+    /// `setup_intent.succeeded`: a card may have been saved on this SetupIntent.
+    SetupIntentSucceeded { setup_intent_id: String },
+    /// `payment_intent.succeeded` or `payment_intent.payment_failed`: this PaymentIntent has
+    /// a result.
+    PaymentIntentUpdated { payment_intent_id: String },
     /// Any other event type, which Curbside acknowledges and ignores.
-    Other(String),
+    Other,
+}
+
+/// The longest id Stripe gives an object (its documented limit is 255 characters).
+const MAX_ID_LENGTH: usize = 255;
+
+/// A Stripe id or event type as Stripe writes them: letters, digits, `_` (and `.` in types),
+/// at most 255. Anything else is refused before it reaches PostgreSQL or a log: a NUL byte is
+/// not valid text there, and an 8 kB id overflows an index row.
+fn stripe_token(value: &str, what: &str, dots: bool) -> Result<String, WebhookError> {
+    let valid = (1..=MAX_ID_LENGTH).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(WebhookError::BadPayload(format!(
+            "{what} is not a Stripe identifier"
+        )))
+    }
 }
 
 /// Verifies `stripe_signature` over `raw_body` at time `now` (seconds since the epoch), then
@@ -156,53 +165,31 @@ struct RawData {
 fn parse_event(raw_body: &[u8]) -> Result<WebhookEvent, WebhookError> {
     let event: RawEvent = serde_json::from_slice(raw_body)
         .map_err(|error| WebhookError::BadPayload(error.to_string()))?;
-    let object = &event.data.object;
+    let id = stripe_token(&event.id, "the event id", false)?;
+    let event_type = stripe_token(&event.kind, "the event type", true)?;
     let object_id = || {
-        object["id"]
+        let id = event.data.object["id"]
             .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| WebhookError::BadPayload("data.object.id is missing".into()))
+            .ok_or_else(|| WebhookError::BadPayload("data.object.id is missing".into()))?;
+        stripe_token(id, "data.object.id", false)
     };
-    let reservation_id = || {
-        object["metadata"]["reservation_id"]
-            .as_str()
-            .and_then(|id| Uuid::parse_str(id).ok())
-    };
-    let kind = match event.kind.as_str() {
+    let kind = match event_type.as_str() {
         "setup_intent.succeeded" => WebhookEventKind::SetupIntentSucceeded {
             setup_intent_id: object_id()?,
-            payment_method: expandable_id(&object["payment_method"]),
         },
-        "payment_intent.succeeded" => WebhookEventKind::PaymentIntentSucceeded {
-            payment_intent_id: object_id()?,
-            reservation_id: reservation_id(),
-        },
-        "payment_intent.payment_failed" => {
-            let error = &object["last_payment_error"];
-            let text = |field: &str| error[field].as_str().map(str::to_owned);
-            WebhookEventKind::PaymentIntentFailed {
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            WebhookEventKind::PaymentIntentUpdated {
                 payment_intent_id: object_id()?,
-                reservation_id: reservation_id(),
-                code: text("code"),
-                decline_code: text("decline_code"),
-                message: text("message"),
             }
         }
-        _ => WebhookEventKind::Other(event.kind.clone()),
+        _ => WebhookEventKind::Other,
     };
     Ok(WebhookEvent {
-        id: event.id,
+        id,
+        event_type,
         created: event.created,
         kind,
     })
-}
-
-/// An id field that Stripe sends either as the id or, when expanded, as the object.
-fn expandable_id(value: &Value) -> Option<String> {
-    value
-        .as_str()
-        .or_else(|| value["id"].as_str())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -237,11 +224,11 @@ mod tests {
         let header = sign(&body, SECRET, NOW - 10);
         let event = verify(&body, &header, SECRET, NOW).unwrap();
         assert_eq!(event.id, "evt_1");
+        assert_eq!(event.event_type, "payment_intent.succeeded");
         assert_eq!(
             event.kind,
-            WebhookEventKind::PaymentIntentSucceeded {
+            WebhookEventKind::PaymentIntentUpdated {
                 payment_intent_id: "pi_1".into(),
-                reservation_id: Some("0190b5c0-0000-7000-8000-000000000001".parse().unwrap()),
             }
         );
     }
@@ -315,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn event_kinds_are_read_from_the_object() {
+    fn event_kinds_name_the_object_and_nothing_more() {
         let read = |body: Vec<u8>| verify(&body, &sign(&body, SECRET, NOW), SECRET, NOW);
         let saved = read(event(
             "setup_intent.succeeded",
@@ -326,40 +313,22 @@ mod tests {
             saved.kind,
             WebhookEventKind::SetupIntentSucceeded {
                 setup_intent_id: "seti_1".into(),
-                payment_method: Some("pm_1".into())
             }
         );
-        let expanded = read(event(
-            "setup_intent.succeeded",
-            json!({"id": "seti_1", "payment_method": {"id": "pm_2", "object": "payment_method"}}),
-        ))
-        .unwrap();
-        assert!(matches!(
-            expanded.kind,
-            WebhookEventKind::SetupIntentSucceeded { payment_method: Some(pm), .. } if pm == "pm_2"
-        ));
         let failed = read(event(
             "payment_intent.payment_failed",
-            json!({"id": "pi_2", "metadata": {"reservation_id": "not-a-uuid"},
-                   "last_payment_error": {"code": "card_declined", "decline_code": "generic_decline",
-                                          "message": "Your card was declined."}}),
+            json!({"id": "pi_2", "last_payment_error": {"code": "card_declined"}}),
         ))
         .unwrap();
         assert_eq!(
             failed.kind,
-            WebhookEventKind::PaymentIntentFailed {
+            WebhookEventKind::PaymentIntentUpdated {
                 payment_intent_id: "pi_2".into(),
-                reservation_id: None,
-                code: Some("card_declined".into()),
-                decline_code: Some("generic_decline".into()),
-                message: Some("Your card was declined.".into()),
             }
         );
         let other = read(event("customer.created", json!({"id": "cus_1"}))).unwrap();
-        assert_eq!(
-            other.kind,
-            WebhookEventKind::Other("customer.created".into())
-        );
+        assert_eq!(other.kind, WebhookEventKind::Other);
+        assert_eq!(other.event_type, "customer.created");
         assert!(matches!(
             read(b"not json".to_vec()),
             Err(WebhookError::BadPayload(_))
@@ -371,6 +340,33 @@ mod tests {
             )),
             Err(WebhookError::BadPayload(_))
         ));
+    }
+
+    #[test]
+    fn ids_that_are_not_stripes_are_refused() {
+        let read = |body: Vec<u8>| verify(&body, &sign(&body, SECRET, NOW), SECRET, NOW);
+        let with_id = |id: &str| {
+            let mut value: Value = serde_json::from_slice(&succeeded_payment()).unwrap();
+            value["id"] = json!(id);
+            serde_json::to_vec(&value).unwrap()
+        };
+        for bad in [
+            "evt_\u{0}1",
+            &"e".repeat(8 * 1024),
+            "",
+            "evt 1",
+            "evt_1;drop",
+        ] {
+            assert!(
+                matches!(read(with_id(bad)), Err(WebhookError::BadPayload(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(read(with_id(&"e".repeat(255))).is_ok());
+        let nul_object = event("payment_intent.succeeded", json!({"id": "pi_\u{0}"}));
+        assert!(matches!(read(nul_object), Err(WebhookError::BadPayload(_))));
+        let odd_type = event("payment intent\u{0}", json!({"id": "pi_1"}));
+        assert!(matches!(read(odd_type), Err(WebhookError::BadPayload(_))));
     }
 
     #[test]

@@ -299,6 +299,14 @@ pub async fn set_user_customer_id(
     .await
 }
 
+/// Whether a webhook event id was handled before.
+pub async fn event_seen(conn: &mut PgConnection, id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from stripe_events where id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
 /// Records a webhook event id; false if it was seen before.
 pub async fn record_event(conn: &mut PgConnection, id: &str, kind: &str) -> sqlx::Result<bool> {
     let inserted =
@@ -385,19 +393,25 @@ pub async fn record_payment(
     .await
 }
 
-/// The reservation a PaymentIntent was made for.
-pub async fn find_by_payment(
+/// The reservation a PaymentIntent, as Stripe reports it, charges: the one its metadata
+/// names, for that reservation's customer and bill, and not a PaymentIntent other than the
+/// one the reservation recorded (an older attempt's result changes nothing).
+pub async fn find_charged_by(
     conn: &mut PgConnection,
-    reservation_id: Option<Uuid>,
-    payment_intent_id: &str,
+    intent: &crate::payments::PaymentIntent,
 ) -> sqlx::Result<Option<Uuid>> {
+    let Some(reservation_id) = intent.reservation_id else {
+        return Ok(None);
+    };
     sqlx::query_scalar(
         "select id from reservations
-         where ($1::uuid is not null and id = $1) or stripe_payment_intent_id = $2
-         limit 1",
+         where id = $1 and stripe_customer_id = $2 and amount_cents = $3
+           and (stripe_payment_intent_id is null or stripe_payment_intent_id = $4)",
     )
     .bind(reservation_id)
-    .bind(payment_intent_id)
+    .bind(intent.customer_id.as_deref())
+    .bind(intent.amount_cents)
+    .bind(&intent.id)
     .fetch_optional(conn)
     .await
 }

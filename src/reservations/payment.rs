@@ -184,6 +184,7 @@ pub struct WebhookAck {
 }
 
 /// Stripe's events, verified by signature over the raw body. Each event id takes effect once.
+/// An event only says which object to look at: the object's state is asked of Stripe.
 #[utoipa::path(
     post, path = "/v1/webhooks/stripe", tag = "reservations",
     request_body(content = String, description = "The event, exactly as Stripe signed it", content_type = "application/json"),
@@ -191,6 +192,7 @@ pub struct WebhookAck {
     responses(
         (status = 200, description = "Handled, or acknowledged and ignored", body = WebhookAck),
         (status = 400, description = "`invalid_signature`, `stale_signature` or `invalid_payload`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Stripe could not be asked about the event's object; Stripe retries the event", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -220,16 +222,35 @@ pub async fn stripe_webhook(
             }
             _ => AppError::bad_request("invalid_signature", error.to_string()),
         })?;
-    tracing::info!(event.id = %event.id, "Stripe event received");
+    tracing::info!(event.id = %event.id, event.type = %event.event_type, "Stripe event received");
+    let duplicate = axum::Json(WebhookAck {
+        received: true,
+        duplicate: true,
+    });
+    // Asking Stripe again about an event handled before would change nothing.
+    if db::event_seen(&mut *state.db.acquire().await?, &event.id).await? {
+        return Ok(duplicate);
+    }
+    let effect = effect_of(&state, &event.kind).await?;
 
     let mut tx = state.db.begin().await?;
-    if !db::record_event(&mut tx, &event.id, event_type(&event.kind)).await? {
-        return Ok(axum::Json(WebhookAck {
-            received: true,
-            duplicate: true,
-        }));
+    if !db::record_event(&mut tx, &event.id, &event.event_type).await? {
+        return Ok(duplicate);
     }
-    let changed = apply_event(&mut tx, &event.kind).await?;
+    let changed = match effect {
+        Some(Effect::Confirm {
+            reservation,
+            payment_method,
+        }) => match confirm_in(&mut tx, &reservation, &payment_method).await? {
+            Confirmation::Now(confirmed) => Some(confirmed),
+            Confirmation::Already(_) | Confirmation::TooLate(_) => None,
+        },
+        Some(Effect::Settle {
+            reservation_id,
+            outcome,
+        }) => lifecycle::settle_in(&mut tx, reservation_id, &outcome).await?,
+        None => None,
+    };
     tx.commit().await?;
     if let Some(changed) = changed {
         lifecycle::schedule_follow_up(&state, &changed).await;
@@ -240,84 +261,60 @@ pub async fn stripe_webhook(
     }))
 }
 
-/// The effect of one event: a saved card confirms its booking; a payment result settles
-/// the charge it belongs to (if the charge job has not already). Returns what changed.
-async fn apply_event(
-    conn: &mut PgConnection,
-    kind: &WebhookEventKind,
-) -> AppResult<Option<Reservation>> {
+/// What an event leads to, once Stripe has confirmed it.
+enum Effect {
+    /// The held reservation's card is saved.
+    Confirm {
+        reservation: Box<Reservation>,
+        payment_method: String,
+    },
+    /// The reservation's charge has this result.
+    Settle {
+        reservation_id: Uuid,
+        outcome: ChargeOutcome,
+    },
+}
+
+/// Asks Stripe about the event's object (outside any transaction). `None` when the event
+/// concerns nothing of ours, or Stripe does not confirm it: such an event is acknowledged
+/// and has no effect. Stripe unreachable is a 503, and Stripe sends the event again.
+async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Option<Effect>> {
     match kind {
-        WebhookEventKind::SetupIntentSucceeded {
-            setup_intent_id,
-            payment_method: Some(payment_method),
-        } => {
-            let Some(reservation) = db::find_by_setup_intent(conn, setup_intent_id).await? else {
+        WebhookEventKind::SetupIntentSucceeded { setup_intent_id } => {
+            let reservation =
+                db::find_by_setup_intent(&mut *state.db.acquire().await?, setup_intent_id).await?;
+            let Some(reservation) = reservation.filter(|r| r.status == Status::Held) else {
                 return Ok(None);
             };
-            Ok(
-                match confirm_in(conn, &reservation, payment_method).await? {
-                    Confirmation::Now(confirmed) => Some(confirmed),
-                    Confirmation::Already(_) | Confirmation::TooLate(_) => None,
-                },
-            )
-        }
-        WebhookEventKind::PaymentIntentSucceeded {
-            payment_intent_id,
-            reservation_id,
-        } => {
-            let outcome = ChargeOutcome::Succeeded {
-                payment_intent_id: payment_intent_id.clone(),
-            };
-            settle_payment(conn, *reservation_id, payment_intent_id, &outcome).await
-        }
-        WebhookEventKind::PaymentIntentFailed {
-            payment_intent_id,
-            reservation_id,
-            code,
-            decline_code,
-            message,
-        } => {
-            let outcome = if code.as_deref() == Some("authentication_required") {
-                ChargeOutcome::RequiresAction {
-                    payment_intent_id: payment_intent_id.clone(),
+            match saved_card(state, &reservation).await {
+                Ok(payment_method) => Ok(Some(Effect::Confirm {
+                    reservation: Box::new(reservation),
+                    payment_method,
+                })),
+                Err(AppError::Conflict { .. }) => {
+                    tracing::warn!(setup_intent.id = %setup_intent_id, "Stripe does not report a saved card for this event");
+                    Ok(None)
                 }
-            } else {
-                ChargeOutcome::Declined {
-                    payment_intent_id: Some(payment_intent_id.clone()),
-                    code: code.clone().unwrap_or_else(|| "payment_failed".into()),
-                    decline_code: decline_code.clone(),
-                    message: message
-                        .clone()
-                        .unwrap_or_else(|| "the payment failed".into()),
-                }
+                Err(error) => Err(error),
+            }
+        }
+        WebhookEventKind::PaymentIntentUpdated { payment_intent_id } => {
+            let Some(intent) = state
+                .payments
+                .retrieve_payment_intent(payment_intent_id)
+                .await
+                .map_err(payment_error)?
+            else {
+                tracing::warn!(payment_intent.id = %payment_intent_id, "an event names a PaymentIntent Stripe does not know");
+                return Ok(None);
             };
-            settle_payment(conn, *reservation_id, payment_intent_id, &outcome).await
+            let reservation_id =
+                db::find_charged_by(&mut *state.db.acquire().await?, &intent).await?;
+            Ok(reservation_id.map(|reservation_id| Effect::Settle {
+                reservation_id,
+                outcome: intent.outcome,
+            }))
         }
-        WebhookEventKind::SetupIntentSucceeded {
-            payment_method: None,
-            ..
-        }
-        | WebhookEventKind::Other(_) => Ok(None),
-    }
-}
-
-async fn settle_payment(
-    conn: &mut PgConnection,
-    reservation_id: Option<Uuid>,
-    payment_intent_id: &str,
-    outcome: &ChargeOutcome,
-) -> AppResult<Option<Reservation>> {
-    match db::find_by_payment(conn, reservation_id, payment_intent_id).await? {
-        Some(id) => Ok(lifecycle::settle_in(conn, id, outcome).await?),
-        None => Ok(None),
-    }
-}
-
-fn event_type(kind: &WebhookEventKind) -> &str {
-    match kind {
-        WebhookEventKind::SetupIntentSucceeded { .. } => "setup_intent.succeeded",
-        WebhookEventKind::PaymentIntentSucceeded { .. } => "payment_intent.succeeded",
-        WebhookEventKind::PaymentIntentFailed { .. } => "payment_intent.payment_failed",
-        WebhookEventKind::Other(kind) => kind,
+        WebhookEventKind::Other => Ok(None),
     }
 }

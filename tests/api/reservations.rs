@@ -849,3 +849,117 @@ async fn the_booked_amount_is_the_quote(db: PgPool) {
     assert_eq!(booked["reservation"]["minutes"], quote["minutes"]);
     assert_eq!(quote["minutes"], 48);
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn a_signed_event_is_believed_only_when_stripe_confirms_it(db: PgPool) {
+    let spot = insert_spot(&db, "W-2", 40.7580, -73.9855, 120, 450).await;
+    let other_spot = insert_spot(&db, "W-3", 40.7581, -73.9856, 120, 450).await;
+    // No worker: the ended reservation's charge stays pending while forged events arrive.
+    let app = TestApp::spawn_without_worker(db.clone(), &[]).await;
+    let secret = app.stripe.webhook_secret().to_owned();
+    let (id, guest, client_secret) = book_as_guest(&app, spot, 0, 30).await;
+    app.stripe
+        .confirm_setup_intent(&client_secret, "pm_card_visa")
+        .await
+        .unwrap();
+    let confirm = app
+        .request(Method::POST, &format!("/v1/reservations/{id}/confirm"))
+        .bearer_auth(&guest)
+        .send()
+        .await
+        .unwrap();
+    expect_status(confirm, StatusCode::OK).await;
+    let end = app
+        .request(Method::POST, &format!("/v1/reservations/{id}/end"))
+        .bearer_auth(&guest)
+        .send()
+        .await
+        .unwrap();
+    let ended = expect_status(end, StatusCode::OK).await;
+    assert_eq!(ended["payment_status"], "charge_pending");
+
+    let forged = |event_id: &str, kind: &str, object: Value| {
+        json!({"id": event_id, "object": "event", "created": Utc::now().timestamp(), "type": kind,
+               "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
+               "api_version": null, "request": {"id": null, "idempotency_key": null}})
+    };
+    let now = Utc::now().timestamp();
+    for (event_id, kind) in [
+        ("evt_forged_1", "payment_intent.succeeded"),
+        ("evt_forged_2", "payment_intent.payment_failed"),
+    ] {
+        let event = forged(
+            event_id,
+            kind,
+            json!({"id": "pi_never_created", "object": "payment_intent", "status": "succeeded",
+                   "metadata": {"reservation_id": id}}),
+        );
+        let ack = expect_status(
+            post_webhook(&app, &event, &secret, now).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(ack["duplicate"], false);
+    }
+    let row = expect_status(
+        app.get(&format!("/v1/reservations/{id}"), Some(&guest))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        row["payment_status"], "charge_pending",
+        "an event naming a PaymentIntent Stripe never made settled the bill"
+    );
+
+    // A SetupIntent whose card was never saved does not confirm its booking either.
+    let (held_id, held_guest, held_secret) = book_as_guest(&app, other_spot, 60, 30).await;
+    let setup_intent = held_secret.split_once("_secret_").unwrap().0;
+    let event = forged(
+        "evt_forged_3",
+        "setup_intent.succeeded",
+        json!({"id": setup_intent, "object": "setup_intent", "status": "succeeded",
+               "payment_method": "pm_card_visa"}),
+    );
+    expect_status(
+        post_webhook(&app, &event, &secret, now).await,
+        StatusCode::OK,
+    )
+    .await;
+    let held = expect_status(
+        app.get(&format!("/v1/reservations/{held_id}"), Some(&held_guest))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(held["status"], "held");
+}
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn event_ids_that_are_not_stripes_are_refused_cleanly(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let secret = app.stripe.webhook_secret().to_owned();
+    let now = Utc::now().timestamp();
+    let long = format!("evt_{}", "x".repeat(8 * 1024));
+    for (event_id, object_id) in [
+        ("evt_\u{0}nul", "pi_1"),
+        (long.as_str(), "pi_1"),
+        ("evt_ok", "pi_\u{0}"),
+        ("evt_ok", long.as_str()),
+    ] {
+        let event = json!({"id": event_id, "object": "event", "created": now,
+                           "type": "payment_intent.succeeded",
+                           "data": {"object": {"id": object_id}}});
+        expect_problem(
+            post_webhook(&app, &event, &secret, now).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+        )
+        .await;
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from stripe_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
