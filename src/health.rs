@@ -79,10 +79,19 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Re
     (status, axum::Json(body))
 }
 
-/// Prometheus text exposition: request counts and latency histograms by route and status.
+/// Prometheus text exposition: request counts and latency histograms by route and status,
+/// and the emails the outbox gave up on.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text format", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // A scrape while PostgreSQL is down keeps the last count rather than failing.
+    let failed = async {
+        let mut conn = state.db.acquire().await.ok()?;
+        crate::email::outbox::count_failed(&mut conn).await.ok()
+    };
+    if let Ok(Some(count)) = tokio::time::timeout(Duration::from_secs(1), failed).await {
+        state.metrics.set_emails_failed(count);
+    }
     (
         [(
             header::CONTENT_TYPE,

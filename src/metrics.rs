@@ -10,6 +10,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,9 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<HttpLabels, Counter>,
     latency: HistogramFamily,
+    /// Read from PostgreSQL at each scrape: any worker process may be the one that gave up,
+    /// and workers serve no `/metrics` of their own.
+    emails_failed: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -52,15 +56,26 @@ impl Default for Metrics {
             "HTTP request latency by method, route and status",
             latency.clone(),
         );
+        let emails_failed = Gauge::default();
+        registry.register(
+            "curbside_outbox_emails_failed",
+            "Emails given up on after their last attempt (see email_outbox.failed_at)",
+            emails_failed.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
+            emails_failed,
         }
     }
 }
 
 impl Metrics {
+    pub fn set_emails_failed(&self, count: i64) {
+        self.emails_failed.set(count);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         let registry = self

@@ -9,22 +9,38 @@ use uuid::Uuid;
 
 use crate::error::FieldError;
 
-/// An email address, trimmed and lowercased, so that comparisons are case-insensitive.
+/// An email address, trimmed and lowercased, so that comparisons are case-insensitive, and
+/// one the mailer can send to: it is read by the same parser (lettre's) that delivery uses,
+/// so no message is written to the outbox for an address that can never be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
+    /// RFC 5321's limit on a whole address.
+    pub const MAX_LENGTH: usize = 254;
+
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let email = raw.trim().to_lowercase();
         let invalid = || FieldError::new("email", "is not a valid email address");
-        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if email.len() > Self::MAX_LENGTH
+            || email
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+        {
             return Err(invalid());
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
-        let domain_ok = domain.contains('.')
-            && !domain.contains('@')
-            && domain.split('.').all(|label| !label.is_empty());
-        if local.is_empty() || local.len() > 64 || !domain_ok {
+        // Non-ASCII local parts need SMTPUTF8, which many servers refuse; a domain may be
+        // internationalised (lettre sends it as punycode).
+        let domain_ok = domain.contains('.') && domain.split('.').all(|label| !label.is_empty());
+        if local.len() > 64 || !local.is_ascii() || !domain_ok {
+            return Err(invalid());
+        }
+        let address: lettre::Address = email.parse().map_err(|_| invalid())?;
+        // The outbox stores the text and the mailer reads it back as a mailbox: it must read
+        // as this very address, not as a display name around another one.
+        let mailbox: lettre::message::Mailbox = email.parse().map_err(|_| invalid())?;
+        if mailbox.name.is_some() || mailbox.email != address {
             return Err(invalid());
         }
         Ok(Self(email))
@@ -33,6 +49,12 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that change how text is shown without being seen: bidirectional overrides
+/// (an address that reads differently than it routes) and zero-width marks.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A password of 8 to 128 characters. Kept secret so it never reaches a log.
@@ -125,8 +147,33 @@ mod tests {
             "ada lovelace@example.com",
             "ada@example..com",
             &format!("{}@example.com", "a".repeat(65)),
+            // What the mailer could not send to, found by a hostile tester.
+            "a,b@example.com",
+            "x<y>@example.com",
+            "Ada <ada@example.com>",
+            "\u{202E}moc.elpmaxe@ada",
+            "ada@exa\u{202E}mple.com",
+            "a\u{200B}da@example.com",
+            "adä@example.com",
+            "ada@exa mple.com",
+            "ada@[300.1.1.1]",
+            "\"ada\"@example.com",
         ] {
             assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn real_addresses_are_kept_and_parse_as_the_mailer_reads_them() {
+        for raw in [
+            "ada@example.com",
+            "o'brien+parking@mail.example.ie",
+            "first.last@sub.example.co.uk",
+            "driver@münchen.de",
+        ] {
+            let email = Email::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+            let mailbox: lettre::message::Mailbox = email.as_str().parse().unwrap();
+            assert_eq!(mailbox.email.to_string(), email.as_str());
         }
     }
 

@@ -17,6 +17,15 @@ use secrecy::ExposeSecret as _;
 use crate::config::MailTransport;
 
 pub use outbox::OutboxEmail;
+
+/// Why an email was not sent, and whether trying again could ever help.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct SendError {
+    /// The address or the server refuses this message for good: retrying is pointless.
+    pub permanent: bool,
+    pub error: anyhow::Error,
+}
 pub use templates::Notice;
 
 /// Delivers outbox emails over SMTP (`SMTP_URL`), or in development into a folder, from
@@ -56,11 +65,14 @@ impl Mailer {
 
     /// Sends one outbox email. Its Message-ID is derived from the outbox row, so a message
     /// sent again after a crash between sending and marking it sent is recognisably the same.
-    pub async fn send(&self, email: &OutboxEmail) -> anyhow::Result<()> {
-        let to: Mailbox = email
-            .to_address
-            .parse()
-            .with_context(|| format!("outbox email {} has an invalid address", email.id))?;
+    pub async fn send(&self, email: &OutboxEmail) -> Result<(), SendError> {
+        let permanent = |error: anyhow::Error| SendError {
+            permanent: true,
+            error,
+        };
+        let to: Mailbox = email.to_address.parse().map_err(|error| {
+            permanent(anyhow::Error::new(error).context("the address cannot be sent to"))
+        })?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -68,20 +80,32 @@ impl Mailer {
             .message_id(Some(format!("<{}@curbside>", email.id)))
             .header(ContentType::TEXT_PLAIN)
             .body(email.body.clone())
-            .context("cannot build the email")?;
+            .map_err(|error| {
+                permanent(anyhow::Error::new(error).context("cannot build the email"))
+            })?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message)
                     .await
-                    .context("the SMTP server did not accept the email")?;
+                    .map(drop)
+                    .map_err(|error| SendError {
+                        // 5xx: the server will never take this message (no such mailbox, refused).
+                        permanent: error.is_permanent(),
+                        error: anyhow::Error::new(error)
+                            .context("the SMTP server did not accept the email"),
+                    })
             }
             Transport::Files(files) => {
                 files
                     .send(message)
                     .await
-                    .context("cannot write the email to MAIL_DIR")?;
+                    .map(drop)
+                    .map_err(|error| SendError {
+                        permanent: false,
+                        error: anyhow::Error::new(error)
+                            .context("cannot write the email to MAIL_DIR"),
+                    })
             }
         }
-        Ok(())
     }
 }

@@ -20,6 +20,10 @@ pub struct OutboxEmail {
 /// How long a claimed email is left to its sender before someone else may try it.
 const CLAIM_LEASE: Duration = Duration::seconds(60);
 
+/// Attempts before an email is given up on: with the backoff below, about 50 minutes of
+/// trying, long enough to ride out an SMTP outage or a greylisting server.
+pub const MAX_ATTEMPTS: i32 = 12;
+
 /// Writes the email announcing `notice` for the reservation; call it inside the
 /// transaction that makes the change, so the two commit or roll back together.
 pub async fn write(
@@ -59,7 +63,7 @@ pub async fn write(
 pub async fn claim(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OutboxEmail>> {
     sqlx::query_as(
         "update email_outbox set next_attempt_at = now() + $2, attempts = attempts + 1
-         where id = $1 and sent_at is null and next_attempt_at <= now()
+         where id = $1 and sent_at is null and failed_at is null and next_attempt_at <= now()
          returning id, to_address, subject, body, attempts",
     )
     .bind(id)
@@ -92,10 +96,28 @@ pub async fn mark_failed(
     Ok(())
 }
 
+/// Gives up on an email: it stays unsent, marked failed with its last error, for operators.
+pub async fn mark_given_up(conn: &mut PgConnection, id: Uuid, error: &str) -> sqlx::Result<()> {
+    sqlx::query("update email_outbox set last_error = $2, failed_at = now() where id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Emails given up on, for the `curbside_outbox_emails_failed` metric.
+pub async fn count_failed(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from email_outbox where failed_at is not null")
+        .fetch_one(conn)
+        .await
+}
+
 /// Unsent emails that are due, oldest first.
 pub async fn due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
-        "select id from email_outbox where sent_at is null and next_attempt_at <= now()
+        "select id from email_outbox
+         where sent_at is null and failed_at is null and next_attempt_at <= now()
          order by next_attempt_at limit $1",
     )
     .bind(limit)

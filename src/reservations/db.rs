@@ -418,7 +418,9 @@ pub async fn find_charged_by(
 
 /// Unsent emails about the reservation, for their delivery jobs.
 pub async fn unsent_emails(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar("select id from email_outbox where reservation_id = $1 and sent_at is null")
+    sqlx::query_scalar(
+        "select id from email_outbox where reservation_id = $1 and sent_at is null and failed_at is null",
+    )
         .bind(id)
         .fetch_all(conn)
         .await

@@ -329,17 +329,30 @@ pub async fn deliver_email(state: &AppState, outbox_id: Uuid) -> Result<(), JobF
             tracing::info!(outbox.id = %email.id, "email sent");
             Ok(())
         }
-        Err(error) => {
+        Err(failure) if failure.permanent || email.attempts >= outbox::MAX_ATTEMPTS => {
+            let error = failure.to_string();
+            outbox::mark_given_up(
+                &mut *state.db.acquire().await.map_err(retry)?,
+                email.id,
+                &error,
+            )
+            .await
+            .map_err(retry)?;
+            tracing::error!(outbox.id = %email.id, attempts = email.attempts, %error, "email given up on; it stays in the outbox marked failed");
+            Ok(())
+        }
+        Err(failure) => {
+            let error = failure.to_string();
             let retry_at = Utc::now() + outbox::backoff(email.attempts);
             outbox::mark_failed(
                 &mut *state.db.acquire().await.map_err(retry)?,
                 email.id,
-                &format!("{error:#}"),
+                &error,
                 retry_at,
             )
             .await
             .map_err(retry)?;
-            tracing::warn!(outbox.id = %email.id, attempts = email.attempts, error = format!("{error:#}"), "email not sent; will retry");
+            tracing::warn!(outbox.id = %email.id, attempts = email.attempts, %error, "email not sent; will retry");
             Ok(())
         }
     }

@@ -93,3 +93,131 @@ async fn every_time_the_api_takes_is_range_checked(db: PgPool) {
     .await;
     assert_eq!(unchanged["version"], booked["reservation"]["version"]);
 }
+
+/// Addresses the mailer could not send to, which sign-up and guest booking once took.
+const UNSENDABLE: [&str; 6] = [
+    "a,b@example.com",
+    "x<y>@example.com",
+    "Ada <ada@example.com>",
+    "\u{202E}moc.elpmaxe@ada",
+    "ad\u{200B}a@example.com",
+    "\"ada\"@example.com",
+];
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn addresses_the_mailer_cannot_send_to_are_refused_at_the_door(db: PgPool) {
+    let spot = insert_spot(&db, "E-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    for email in UNSENDABLE {
+        let sign_up = app
+            .post(
+                "/v1/auth/sign-up",
+                &json!({"email": email, "password": crate::helpers::PASSWORD}),
+                None,
+            )
+            .await;
+        let problem = expect_problem(
+            sign_up,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(invalid_fields(&problem), ["email"], "{email:?}");
+        let booking = app
+            .post(
+                "/v1/reservations",
+                &json!({"spot_id": spot, "duration_minutes": 30, "email": email}),
+                None,
+            )
+            .await;
+        let problem = expect_problem(
+            booking,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(invalid_fields(&problem), ["email"], "{email:?}");
+    }
+    let (users, outbox): (i64, i64) =
+        sqlx::query_as("select (select count(*) from users), (select count(*) from email_outbox)")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((users, outbox), (0, 0));
+}
+
+async fn outbox_email(db: &PgPool, to: &str, attempts: i32) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "insert into email_outbox (id, kind, to_address, subject, body, attempts)
+         values ($1, 'receipt', $2, 'A receipt', 'Thank you.', $3) returning id",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(to)
+    .bind(attempts)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+async fn wait_until_given_up(db: &PgPool, id: uuid::Uuid) -> (i32, Option<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let row: (i32, Option<String>, bool, bool) = sqlx::query_as(
+            "select attempts, last_error, failed_at is not null, sent_at is not null
+             from email_outbox where id = $1",
+        )
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert!(!row.3, "the email was sent");
+        if row.2 {
+            return (row.0, row.1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the email was never given up on: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn the_outbox_gives_up_after_its_last_attempt_and_says_so(db: PgPool) {
+    // SMTP down for good: the reconciler retries until the last attempt, then gives up.
+    let down = crate::smtp_sink::SmtpSink::reserve_port().await;
+    let smtp_url = format!("smtp://{down}");
+    let app = TestApp::spawn_with(
+        db.clone(),
+        &[("SMTP_URL", &smtp_url), ("RECONCILE_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    let last_try = outbox_email(
+        &db,
+        "late@example.com",
+        curbside::email::outbox::MAX_ATTEMPTS - 1,
+    )
+    .await;
+    // A row written before addresses were checked is refused by the mailer at once.
+    let unsendable = outbox_email(&db, "a,b@example.com", 0).await;
+
+    let (attempts, error) = wait_until_given_up(&db, last_try).await;
+    assert_eq!(attempts, curbside::email::outbox::MAX_ATTEMPTS);
+    assert!(error.unwrap().contains("SMTP"));
+    let (attempts, error) = wait_until_given_up(&db, unsendable).await;
+    assert_eq!(attempts, 1, "a permanent refusal is not retried");
+    assert!(error.unwrap().contains("cannot be sent to"));
+
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("curbside_outbox_emails_failed 2"),
+        "{metrics}"
+    );
+    // Given up means left alone: more passes of the reconciler change nothing.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let attempts: i32 = sqlx::query_scalar("select max(attempts) from email_outbox")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(attempts, curbside::email::outbox::MAX_ATTEMPTS);
+}
