@@ -306,6 +306,18 @@ pub async fn change(
     if ends_at <= reservation.starts_at {
         return Err(AppError::validation("ends_at", "must be after starts_at"));
     }
+    // Before the start the booking rules still apply in full; once running, a reservation
+    // may end at any time from now on.
+    let min_length = state.config.min_reservation_length();
+    if now < reservation.starts_at && ends_at - reservation.starts_at < min_length {
+        return Err(AppError::validation(
+            "ends_at",
+            format!(
+                "a reservation that has not started lasts at least {} minutes",
+                state.config.min_reservation_minutes
+            ),
+        ));
+    }
     let spot = spots::db::find(&mut tx, reservation.spot_id)
         .await?
         .ok_or_else(no_such_reservation)?;

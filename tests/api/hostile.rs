@@ -221,3 +221,72 @@ async fn the_outbox_gives_up_after_its_last_attempt_and_says_so(db: PgPool) {
         .unwrap();
     assert_eq!(attempts, curbside::email::outbox::MAX_ATTEMPTS);
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn a_booking_that_has_not_started_keeps_the_minimum_length(db: PgPool) {
+    use chrono::{DateTime, Duration, SubsecRound as _, Utc};
+    let spot = insert_spot(&db, "S-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    let starts_at = Utc::now().trunc_subsecs(0) + Duration::hours(1);
+    let booked = expect_status(
+        app.post(
+            "/v1/reservations",
+            &json!({"spot_id": spot, "starts_at": starts_at, "duration_minutes": 30,
+                    "email": "s@example.com"}),
+            None,
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!(
+        "/v1/reservations/{}",
+        booked["reservation"]["id"].as_str().unwrap()
+    );
+    let guest = booked["guest_token"].as_str().unwrap();
+    let change = async |ends_at: DateTime<Utc>| {
+        let body = json!({"ends_at": ends_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)});
+        app.send_json(Method::PATCH, &path, &body, Some(guest))
+            .await
+    };
+    for too_short in [Duration::microseconds(1), Duration::minutes(4)] {
+        let problem = expect_problem(
+            change(starts_at + too_short).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(invalid_fields(&problem), ["ends_at"]);
+    }
+    let shortened = expect_status(
+        change(starts_at + Duration::minutes(5)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shortened["amount_cents"], 50);
+
+    // A running reservation may still end at any time from now on.
+    let running = expect_status(
+        app.post(
+            "/v1/reservations",
+            &json!({"spot_id": spot, "duration_minutes": 30, "email": "r@example.com"}),
+            None,
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let running_path = format!(
+        "/v1/reservations/{}",
+        running["reservation"]["id"].as_str().unwrap()
+    );
+    let soon = app
+        .send_json(
+            Method::PATCH,
+            &running_path,
+            &json!({"ends_at": (Utc::now() + Duration::seconds(30)).to_rfc3339()}),
+            Some(running["guest_token"].as_str().unwrap()),
+        )
+        .await;
+    expect_status(soon, StatusCode::OK).await;
+}
