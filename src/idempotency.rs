@@ -3,18 +3,32 @@
 //! The first request with a key runs; its response (unless a 5xx, which may be retried) is
 //! kept for 24 hours and replayed to the same caller sending the same request with the same
 //! key. The same key with another request is 422; while the first is still running, 409.
+//!
+//! Who the caller is comes first: credentials sent with a key are checked before anything is
+//! replayed (a signed-out or expired token gets 401, never the stored response). A caller
+//! without credentials is known only by its address, which others may share, so its key is
+//! its proof: it must carry at least 122 random bits (a version-4 UUID, or 32 URL-safe
+//! characters). A stored response can hold a secret (a guest token is shown once), so it is
+//! kept encrypted under a key derived from the Idempotency-Key and the server's secret: the
+//! database alone never holds it readable.
 
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chacha20poly1305::aead::{Aead as _, AeadCore as _, KeyInit as _, OsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 
 use crate::app::AppState;
+use crate::auth::token::{GUEST_TOKEN_PREFIX, hash_guest_token};
+use crate::auth::{AuthUser, bearer_token};
 use crate::error::AppError;
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::rate_limit::client_ip;
@@ -35,6 +49,10 @@ enum Claim {
     OtherRequest,
 }
 
+/// The shortest key a caller without credentials may use (32 URL-safe characters carry at
+/// least 128 bits when random; a version-4 UUID carries 122).
+const MIN_ANONYMOUS_KEY_CHARS: usize = 32;
+
 pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if !matches!(*request.method(), Method::POST | Method::PATCH) {
         return next.run(request).await;
@@ -42,20 +60,31 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     let Some(key) = request.headers().get("idempotency-key") else {
         return next.run(request).await;
     };
-    let key = match key.to_str() {
-        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
-            key.to_owned()
-        }
-        _ => {
-            return AppError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )
-            .into_response();
-        }
+    let Some(key) = key
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+    else {
+        return AppError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .into_response();
     };
-    let caller = caller_identity(&state, &request);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let caller = match caller_identity(&state, &mut parts).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    if caller.starts_with("ip:") && !is_strong_key(&key) {
+        return AppError::bad_request(
+            "invalid_idempotency_key",
+            "without credentials, Idempotency-Key must be a random UUID (version 4) or at \
+             least 32 letters, digits, `-` or `_`",
+        )
+        .into_response();
+    }
     let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT_BYTES).await else {
         return AppError::PayloadTooLarge {
             limit_bytes: BODY_LIMIT_BYTES,
@@ -67,6 +96,7 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
         parts.uri.path_and_query().map_or("", |p| p.as_str()),
         &body,
     );
+    let sealer = Sealer::new(&state, &caller, &key);
 
     match claim(&state.db, &caller, &key, &fingerprint).await {
         Err(error) => AppError::from(error).into_response(),
@@ -84,43 +114,106 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             status,
             content_type,
             body,
-        }) => replay(status, content_type, body),
+        }) => match sealer.open(&body) {
+            Some(body) => replay(status, content_type, body),
+            // Sealed under another server secret (it was rotated): the first response
+            // cannot be given back, and running the request again could do it twice.
+            None => AppError::conflict(
+                "idempotency_key_unreadable",
+                "the first response to this Idempotency-Key cannot be read back; use a new key",
+            )
+            .into_response(),
+        },
         Ok(Claim::Fresh) => {
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-            keep(&state.db, &caller, &key, response).await
+            keep(&state.db, &caller, &key, &sealer, response).await
         }
     }
 }
 
-/// Who is asking: the signed-in user, the holder of a token, or else the client address.
-fn caller_identity(state: &AppState, request: &Request) -> String {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match bearer {
-        Some(token) => match state.jwt.verify(token) {
-            Some(claims) => format!("user:{}", claims.sub),
-            None => format!("token:{}", hex(&Sha256::digest(token.as_bytes()))),
-        },
+/// Who is asking, checked: the signed-in user or the holder of a live guest token (invalid,
+/// expired or revoked credentials are a 401 here, before any replay), or else the client
+/// address.
+async fn caller_identity(state: &AppState, parts: &mut Parts) -> Result<String, AppError> {
+    match bearer_token(parts) {
+        Some(token) if token.starts_with(GUEST_TOKEN_PREFIX) => {
+            let hash = hash_guest_token(token);
+            let live = crate::auth::db::guest_token_is_live(&mut *state.db.acquire().await?, &hash)
+                .await?;
+            if !live {
+                return Err(AppError::unauthorized(
+                    "invalid_token",
+                    "the guest token opens no reservation",
+                ));
+            }
+            Ok(format!("guest:{}", hex::encode(hash)))
+        }
+        Some(_) => {
+            let user = AuthUser::from_request_parts(parts, state).await?;
+            Ok(format!("user:{}", user.user_id))
+        }
         None => {
-            let peer = request
-                .extensions()
+            let peer = parts
+                .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            format!(
+            Ok(format!(
                 "ip:{}",
-                client_ip(request.headers(), peer, state.config.trust_forwarded_for)
-            )
+                client_ip(&parts.headers, peer, state.config.trust_forwarded_for)
+            ))
         }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Enough randomness that nobody sharing the caller's address can guess it: a UUID must be
+/// a random one (a time-based UUID is mostly its timestamp), anything else at least 32
+/// URL-safe characters that are not a run of a few repeated ones.
+fn is_strong_key(key: &str) -> bool {
+    if let Ok(uuid) = uuid::Uuid::try_parse(key) {
+        return uuid.get_version() == Some(uuid::Version::Random);
+    }
+    key.len() >= MIN_ANONYMOUS_KEY_CHARS
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key.bytes().collect::<std::collections::HashSet<_>>().len() > 8
+}
+
+/// Encrypts stored responses under a key that only this server's secret and the client's
+/// Idempotency-Key together give: ChaCha20-Poly1305, with a key from HKDF-SHA256 over
+/// `JWT_SECRET` (the server's one secret; the `info` keeps this use apart from signing).
+struct Sealer(ChaCha20Poly1305);
+
+/// Nonce length of ChaCha20-Poly1305, stored in front of each ciphertext.
+const NONCE_BYTES: usize = 12;
+
+impl Sealer {
+    fn new(state: &AppState, caller: &str, key: &str) -> Self {
+        let hkdf = hkdf::Hkdf::<Sha256>::new(
+            Some(b"curbside idempotency response v1"),
+            state.config.jwt_secret.expose_secret().as_bytes(),
+        );
+        let mut derived = [0u8; 32];
+        let info = [caller.as_bytes(), b"\0", key.as_bytes()].concat();
+        hkdf.expand(&info, &mut derived)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self(ChaCha20Poly1305::new(&derived.into()))
+    }
+
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .0
+            .encrypt(&nonce, plain)
+            .expect("encrypting a response in memory cannot fail");
+        [&nonce[..], &sealed].concat()
+    }
+
+    fn open(&self, stored: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, sealed) = stored.split_at_checked(NONCE_BYTES)?;
+        let nonce: [u8; NONCE_BYTES] = nonce.try_into().ok()?;
+        self.0.decrypt(&Nonce::from(nonce), sealed).ok()
+    }
 }
 
 fn fingerprint(method: &Method, path: &str, body: &Bytes) -> Vec<u8> {
@@ -186,7 +279,13 @@ async fn claim(db: &PgPool, caller: &str, key: &str, fingerprint: &[u8]) -> sqlx
 
 /// Stores the first response for replay, or frees the key after a server error so the
 /// client can retry with it.
-async fn keep(db: &PgPool, caller: &str, key: &str, response: Response) -> Response {
+async fn keep(
+    db: &PgPool,
+    caller: &str,
+    key: &str,
+    sealer: &Sealer,
+    response: Response,
+) -> Response {
     let (parts, body) = response.into_parts();
     let status = parts.status;
     let body = match axum::body::to_bytes(body, MAX_STORED_RESPONSE_BYTES).await {
@@ -213,7 +312,7 @@ async fn keep(db: &PgPool, caller: &str, key: &str, response: Response) -> Respo
         .bind(key)
         .bind(status.as_u16() as i16)
         .bind(content_type)
-        .bind(body.as_ref())
+        .bind(sealer.seal(&body))
         .execute(db)
         .await;
         if let Err(error) = stored {
@@ -245,4 +344,26 @@ fn replay(status: u16, content_type: Option<String>, body: Vec<u8>) -> Response 
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_keys_must_be_hard_to_guess() {
+        assert!(is_strong_key("c3d7a1f0-6b2e-4d58-9a7c-1e0f2b3c4d5e"));
+        assert!(is_strong_key("Zk3_q9-Lr0PmX2vT8sYw4bN6cHd1eGfA"));
+        for weak in [
+            "abc",
+            "retry-me",
+            "01936b2e-1e3a-7c4d-8e5f-0a1b2c3d4e5f",
+            "00000000-0000-0000-0000-000000000000",
+            &"ab".repeat(20),
+            "Zk3_q9-Lr0PmX2vT8sYw4bN6cHd1eGf",
+            "Zk3_q9-Lr0PmX2vT8sYw4bN6cHd1eGfA!",
+        ] {
+            assert!(!is_strong_key(weak), "{weak}");
+        }
+    }
 }

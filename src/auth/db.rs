@@ -202,3 +202,11 @@ pub async fn live_session_role(
     .fetch_optional(conn)
     .await
 }
+
+/// Whether a guest token still opens a reservation (one replaced since opens none).
+pub async fn guest_token_is_live(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from reservations where guest_token_hash = $1)")
+        .bind(hash)
+        .fetch_one(conn)
+        .await
+}

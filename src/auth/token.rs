@@ -90,6 +90,23 @@ pub fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Guest tokens carry this prefix, which tells them from access tokens (JWTs) at a glance.
+pub const GUEST_TOKEN_PREFIX: &str = "cg_";
+
+/// A new guest token (256 random bits) and the hash that is stored. The token opens one
+/// reservation and is shown once.
+pub fn new_guest_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("{GUEST_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_guest_token(&token);
+    (token, hash)
+}
+
+pub fn hash_guest_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
 /// The stored form of a refresh token. A plain SHA-256 suffices: the token is random and
 /// long, so there is nothing to brute-force.
 pub fn hash_refresh_token(token: &str) -> Vec<u8> {
@@ -98,6 +115,15 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn guest_tokens_are_random_prefixed_and_hashed() {
+        let (a, hash_a) = super::new_guest_token();
+        let (b, _) = super::new_guest_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with("cg_") && a.len() == 46);
+        assert_eq!(super::hash_guest_token(&a), hash_a);
+    }
+
     use super::*;
 
     fn keys() -> JwtKeys {

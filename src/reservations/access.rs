@@ -4,31 +4,12 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::auth::token::{GUEST_TOKEN_PREFIX, hash_guest_token};
 use crate::auth::{AuthUser, bearer_token};
 use crate::error::AppError;
-
-/// Guest tokens carry this prefix, which tells them from access tokens (JWTs) at a glance.
-const GUEST_TOKEN_PREFIX: &str = "cg_";
-
-/// A new guest token (256 random bits) and the hash that is stored.
-pub fn new_guest_token() -> (String, Vec<u8>) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!("{GUEST_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hash_guest_token(&token);
-    (token, hash)
-}
-
-fn hash_guest_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
 
 /// The caller of a reservation route.
 #[derive(Debug, Clone)]
@@ -79,19 +60,5 @@ impl FromRequestParts<AppState> for Booker {
                 .await
                 .map(|user| Self(Some(user))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guest_tokens_are_random_prefixed_and_hashed() {
-        let (a, hash_a) = new_guest_token();
-        let (b, _) = new_guest_token();
-        assert_ne!(a, b);
-        assert!(a.starts_with("cg_") && a.len() == 46);
-        assert_eq!(hash_guest_token(&a), hash_a);
     }
 }

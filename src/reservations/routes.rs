@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::access::{Booker, Caller, new_guest_token};
+use super::access::{Booker, Caller};
 use super::billing::bill;
 use super::db::{self, NewReservation};
 use super::model::{
@@ -14,6 +14,7 @@ use super::model::{
 };
 use super::{lifecycle, payment};
 use crate::app::AppState;
+use crate::auth::token::new_guest_token;
 use crate::auth::{self, AuthUser, model::Email};
 use crate::email::{Notice, outbox};
 use crate::error::{AppError, AppResult, FieldError, Problem};

@@ -290,3 +290,82 @@ async fn a_booking_that_has_not_started_keeps_the_minimum_length(db: PgPool) {
         .await;
     expect_status(soon, StatusCode::OK).await;
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn a_replay_goes_only_to_a_caller_that_still_proves_who_it_is(db: PgPool) {
+    let spot = insert_spot(&db, "K-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    let book = |key: &str, token: Option<&str>, body: &Value| {
+        let mut request = app
+            .request(Method::POST, "/v1/reservations")
+            .header("idempotency-key", key)
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let body = json!({"spot_id": spot, "duration_minutes": 30, "email": "k@example.com"});
+
+    // Without credentials, a guessable key is refused; a random UUID is taken.
+    for weak in [
+        "abc",
+        "1",
+        "retry",
+        "01936b2e-1e3a-7c4d-8e5f-0a1b2c3d4e5f",
+        &"a".repeat(40),
+    ] {
+        let refused = book(weak, None, &body).await.unwrap();
+        expect_problem(refused, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
+    }
+    let key = "c3d7a1f0-6b2e-4d58-9a7c-1e0f2b3c4d5e";
+    let first = expect_status(book(key, None, &body).await.unwrap(), StatusCode::CREATED).await;
+    let guest_token = first["guest_token"].as_str().unwrap();
+    let replayed = book(key, None, &body).await.unwrap();
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(expect_status(replayed, StatusCode::CREATED).await, first);
+
+    // The stored response holds the guest token, shown once: never readable in the database.
+    let stored: Vec<u8> =
+        sqlx::query_scalar("select response_body from idempotency_keys where key = $1")
+            .bind(key)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let stored_text = String::from_utf8_lossy(&stored);
+    assert!(
+        !stored_text.contains(guest_token),
+        "the guest token is stored readable"
+    );
+    assert!(
+        !stored_text.contains("reservation"),
+        "the response is stored readable"
+    );
+
+    // A made-up guest token with a key is refused, not treated as anonymous.
+    let made_up = book(key, Some("cg_made_up_token"), &body).await.unwrap();
+    expect_problem(made_up, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    // A driver signs out: the same key and request get 401, never the stored response.
+    let driver = app.sign_up("keys@example.com").await;
+    let mut other_window = body.clone();
+    other_window["starts_at"] =
+        json!((chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339());
+    other_window.as_object_mut().unwrap().remove("email");
+    let signed_in = book("driver-key-1", Some(&driver.access_token), &other_window)
+        .await
+        .unwrap();
+    expect_status(signed_in, StatusCode::CREATED).await;
+    let sign_out = app
+        .request(Method::POST, "/v1/auth/sign-out")
+        .bearer_auth(&driver.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_out.status(), StatusCode::NO_CONTENT);
+    let after = book("driver-key-1", Some(&driver.access_token), &other_window)
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert!(after.headers().get("idempotent-replayed").is_none());
+}

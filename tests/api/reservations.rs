@@ -700,10 +700,13 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins(db: PgP
             .json(body)
             .send()
     };
-    let first = send("key-1", &body).await.unwrap();
+    // Guests have no credentials: their keys must be random (version-4 UUIDs here).
+    let key_1 = "6f1c2a56-2d4b-4f6e-9a41-3b7d8e0c5a11";
+    let key_2 = "0a9e4b7c-51d2-4c83-8f16-e2b3a4c5d6e7";
+    let first = send(key_1, &body).await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
-    let again = send("key-1", &body).await.unwrap();
+    let again = send(key_1, &body).await.unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
@@ -711,7 +714,7 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins(db: PgP
 
     let mut other = body.clone();
     other["duration_minutes"] = json!(45);
-    let reused = send("key-1", &other).await.unwrap();
+    let reused = send(key_1, &other).await.unwrap();
     let problem = expect_problem(
         reused,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -724,10 +727,10 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins(db: PgP
     app.stripe
         .delay_responses("/v1/setup_intents", StdDuration::from_millis(1500));
     let later = json!({"spot_id": spot, "starts_at": at(200), "duration_minutes": 30, "email": "i@example.com"});
-    let slow = send("key-2", &later);
+    let slow = send(key_2, &later);
     let twin = async {
         tokio::time::sleep(StdDuration::from_millis(500)).await;
-        send("key-2", &later).await.unwrap()
+        send(key_2, &later).await.unwrap()
     };
     let (slow, twin) = tokio::join!(slow, twin);
     assert_eq!(slow.unwrap().status(), StatusCode::CREATED);
@@ -741,7 +744,7 @@ async fn a_stripe_outage_leaves_no_booking_behind_and_can_be_retried(db: PgPool)
     let body = json!({"spot_id": spot, "starts_at": at(60), "duration_minutes": 30, "email": "s@example.com"});
     let send = || {
         app.request(Method::POST, "/v1/reservations")
-            .header("idempotency-key", "retry-me")
+            .header("idempotency-key", "5d0c7f1e-8a3b-4e29-b6d4-7c1f2e3a4b5c")
             .json(&body)
             .send()
     };
