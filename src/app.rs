@@ -43,7 +43,7 @@ use crate::{
     telemetry,
 };
 
-/// How long one request may take before the client gets a 408.
+/// How long one request may take before the client gets a 503 (retry).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// State shared by every handler and job. Cloning it is one reference count: every
@@ -210,6 +210,9 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        // Outside the problem rewriting, so every body it sends is compressed as declared.
+        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(middleware::problem_responses))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -221,7 +224,6 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(cors(&state.config))
-        .layer(CompressionLayer::new())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
 
     routes
@@ -253,7 +255,12 @@ fn cors(config: &Config) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("idempotent-replayed"),
+        ])
         .max_age(Duration::from_secs(3600))
 }

@@ -65,12 +65,16 @@ pub enum AppError {
     /// A dependency (Redis, Stripe) is down; the client may retry.
     #[error("{0}")]
     ServiceUnavailable(String),
-    #[error("the request took too long")]
+    /// The server could not finish in time (a dependency hangs): the client may retry.
+    #[error("the request took longer than the server allows; retry shortly")]
     Timeout,
     /// Anything unexpected. The cause is logged, never sent.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
+
+/// What a 503 tells the client to wait before trying again.
+pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 
 /// The RFC 9457 body. `type` is a stable URI per `code`, relative to the API.
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +130,7 @@ impl AppError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -183,7 +187,12 @@ impl IntoResponse for AppError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Self::TooManyRequests { retry_after } = &self {
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after } => Some(*retry_after),
+            Self::ServiceUnavailable(_) | Self::Timeout => Some(RETRY_AFTER_UNAVAILABLE),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             let seconds = retry_after.as_secs().max(1);
             response
                 .headers_mut()
@@ -206,8 +215,56 @@ impl From<FieldError> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
+        if database_unavailable(&error) {
+            return database_down(&error);
+        }
         Self::Internal(anyhow::Error::new(error).context("database query failed"))
     }
+}
+
+impl From<anyhow::Error> for AppError {
+    /// A step that failed because PostgreSQL is out of reach is a 503 whatever wrapped it.
+    fn from(error: anyhow::Error) -> Self {
+        let unavailable = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .find(|cause| database_unavailable(cause));
+        match unavailable {
+            Some(cause) => database_down(cause),
+            None => Self::Internal(error),
+        }
+    }
+}
+
+/// Errors that say PostgreSQL cannot answer now, not that the query was wrong: no
+/// connection within the pool's timeout, a connection cut (mid-query, or while it was being
+/// opened, which the driver reports as a protocol error), the server shutting down or
+/// refusing connections, or a transaction PostgreSQL aborted only to let another finish
+/// (a deadlock or serialisation failure). Trying again shortly may succeed.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01–03: shutdown, crash, starting up;
+            // 53300: too many connections; 40001/40P01: serialisation failure, deadlock.
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
+        }),
+        _ => false,
+    }
+}
+
+fn database_down(cause: &sqlx::Error) -> AppError {
+    tracing::warn!(error = %cause, "PostgreSQL is unavailable; answering 503");
+    AppError::ServiceUnavailable("the database is unavailable; retry shortly".into())
 }
 
 /// Turns a named database constraint into a client error at the call site, so the

@@ -2,7 +2,7 @@
 //! line for every server error.
 
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -24,13 +24,27 @@ pub async fn problem_responses(request: Request, next: Next) -> Response {
         tracing::error!(%status, "request failed outside a handler");
     }
     let (parts, _) = response.into_parts();
-    let mut problem = error_for_status(status).into_response();
+    let error = error_for_status(status);
+    // The layer's timeout answers 408 internally; the client is told 503 (retry), since it
+    // was the server, not the client, that took too long. Other statuses keep their number.
+    let keep_status = !matches!(error, AppError::Timeout);
+    let mut problem = error.into_response();
     for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+        // The old body's framing and encoding do not describe the new one.
+        let describes_body = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::TRANSFER_ENCODING,
+        ]
+        .contains(name);
+        if !describes_body {
             problem.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    *problem.status_mut() = status;
+    if keep_status {
+        *problem.status_mut() = status;
+    }
     problem
 }
 
@@ -65,6 +79,30 @@ fn error_for_status(status: StatusCode) -> AppError {
             status.canonical_reason().unwrap_or("bad request"),
         ),
     }
+}
+
+/// Headers every response carries for browsers: no MIME sniffing, no referrer, no framing;
+/// and `Cache-Control: no-store` on whatever may hold a secret or personal data (answers to
+/// authenticated requests, and to every request that is not a GET: sign-in and booking
+/// answers carry tokens), unless the handler chose its own caching.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let private = request.headers().contains_key(header::AUTHORIZATION)
+        || request.method() != axum::http::Method::GET;
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if private && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Unknown routes.

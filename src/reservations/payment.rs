@@ -61,13 +61,13 @@ pub async fn start_card_setup(
         .create_setup_intent(&customer, &format!("reservation:{}:setup", reservation.id))
         .await
         .map_err(payment_error)?;
-    db::attach_setup_intent(
-        &mut *state.db.acquire().await?,
-        reservation.id,
-        customer.as_str(),
-        &intent.id,
-    )
-    .await?;
+    // Like every write to a live booking, after the spot's lock: a booking of the same
+    // window being checked against this row at the same moment would otherwise deadlock
+    // with it (each waiting for the other's row).
+    let mut tx = state.db.begin().await?;
+    db::lock_spot(&mut tx, reservation.spot_id).await?;
+    db::attach_setup_intent(&mut tx, reservation.id, customer.as_str(), &intent.id).await?;
+    tx.commit().await?;
     Ok(intent.client_secret)
 }
 

@@ -369,3 +369,103 @@ async fn a_replay_goes_only_to_a_caller_that_still_proves_who_it_is(db: PgPool) 
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
     assert!(after.headers().get("idempotent-replayed").is_none());
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn while_postgres_is_out_of_reach_requests_are_told_to_retry(db: PgPool) {
+    use crate::tcp_proxy::{Link, TcpProxy};
+    use std::time::{Duration, Instant};
+
+    let spot = insert_spot(&db, "P-1", 40.7580, -73.9855, 120, 450).await;
+    let options = db.connect_options();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = TcpProxy::start(target).await;
+    let through_proxy = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
+    let app = TestApp::spawn(through_proxy).await;
+    let driver = app.sign_up("pg@example.com").await;
+
+    let booking = json!({"spot_id": spot, "duration_minutes": 30, "email": "pg-guest@example.com"});
+    let statuses = async || {
+        let search = app.get("/v1/spots?lat=40.758&lng=-73.9855&radius=1", None);
+        let me = app.get("/v1/me", Some(&driver.access_token));
+        let sign_in = app.sign_in("pg@example.com", crate::helpers::PASSWORD);
+        let book = app.post("/v1/reservations", &booking, None);
+        let (search, me, sign_in, book) = tokio::join!(search, me, sign_in, book);
+        [search, me, sign_in, book]
+    };
+    for response in statuses().await {
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    for link in [Link::Cut, Link::Blackhole] {
+        proxy.set(link);
+        for response in statuses().await {
+            let retry_after = response.headers().get("retry-after").cloned();
+            expect_problem(
+                response,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+            )
+            .await;
+            assert!(retry_after.is_some(), "{link:?}: a 503 without Retry-After");
+        }
+    }
+
+    // Back up: the pool reconnects by itself.
+    proxy.set(Link::Up);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = statuses().await.iter().all(|response| {
+            response.status().is_success() || response.status() == StatusCode::CONFLICT
+        });
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the app did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn recording_a_bookings_setup_intent_waits_for_the_spots_lock(db: PgPool) {
+    use std::time::{Duration, Instant};
+    // Every write to a live booking takes the spot's lock first, so two writers of one spot
+    // queue instead of deadlocking (a booking being checked against a row another request is
+    // updating, each waiting for the other). The SetupIntent's id was once recorded without
+    // it: here the test holds the lock while the booking's Stripe call returns.
+    let spot = insert_spot(&db, "D-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    app.stripe
+        .delay_responses("/v1/setup_intents", Duration::from_millis(500));
+    let body = json!({"spot_id": spot, "duration_minutes": 30, "email": "lock@example.com"});
+    let booking = async {
+        let response = app.post("/v1/reservations", &body, None).await;
+        (response.status(), Instant::now())
+    };
+    let holder = async {
+        // Taken while the booking waits on Stripe, after its hold was committed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("select 1 from spots where id = $1 for no key update")
+            .bind(spot)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let released = Instant::now();
+        tx.commit().await.unwrap();
+        released
+    };
+    let ((status, answered), released) = tokio::join!(booking, holder);
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        answered > released,
+        "the SetupIntent was recorded on a live booking without the spot's lock"
+    );
+}

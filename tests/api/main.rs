@@ -13,3 +13,4 @@ mod payments;
 mod reservations;
 mod smtp_sink;
 mod spots;
+mod tcp_proxy;
