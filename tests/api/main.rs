@@ -7,6 +7,7 @@ mod first_run;
 mod helpers;
 mod job_queue;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod payments;
 mod reservations;
