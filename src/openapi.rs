@@ -394,7 +394,9 @@ fn idempotency_key_parameter() -> Parameter {
             "Makes a retry safe: the same caller sending the same request with the same key \
              within 24 hours gets the first response again, with `Idempotent-Replayed: true`, \
              whatever its status (except a 5xx, after which the key is free again). 1 to 255 \
-             visible ASCII characters; use a random UUID.",
+             visible ASCII characters; a caller without credentials should send a random \
+             UUID v4, or at least 32 URL-safe characters (`A-Z a-z 0-9 - _`), which others \
+             cannot guess.",
         ))
         .schema(Some(
             ObjectBuilder::new()
