@@ -24,7 +24,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::OpenApi as _;
+use utoipa::{Modify as _, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -35,12 +35,12 @@ use crate::email::Mailer;
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::jobs::queue::JobQueue;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
+use crate::openapi::{ApiDoc, StandardResponses};
 use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
 use crate::rate_limit::RateLimiter;
 use crate::{
-    auth, client_settings, health, idempotency, middleware, rate_limit, reservations, spots,
-    telemetry,
+    auth, client_settings, health, idempotency, middleware, openapi, rate_limit, reservations,
+    spots, telemetry,
 };
 
 /// How long one request may take before the client gets a 503 (retry).
@@ -183,6 +183,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotent,
         ));
+    let idempotent_paths = openapi::paths(idempotent.get_openapi());
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(client_settings::router())
@@ -191,11 +192,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             rate_limit::limit_every_route,
         ));
-    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let rate_limited_paths = openapi::paths(api.get_openapi());
+    let (routes, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
         .merge(reservations::webhook_router())
         .merge(health::router())
         .split_for_parts();
+    // The problems each operation owes to the layers above, which only these routers know.
+    StandardResponses {
+        rate_limited: rate_limited_paths,
+        idempotent: idempotent_paths,
+    }
+    .modify(&mut document);
 
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()
@@ -227,7 +235,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
 
     routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(middleware::not_found)
         .layer(layers)
         .with_state(state)

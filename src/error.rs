@@ -15,6 +15,11 @@ use utoipa::ToSchema;
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// What a 503 asks clients to wait: a dependency that is down (a restarting PostgreSQL or
+/// Redis, Stripe's hiccup) is usually back within seconds, and hammering it sooner helps no
+/// one. The same as Nginx's answer when no API replica is up.
+pub const SERVICE_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// One invalid field of a request, named as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
@@ -72,9 +77,6 @@ pub enum AppError {
     #[error(transparent)]
     Internal(anyhow::Error),
 }
-
-/// What a 503 tells the client to wait before trying again.
-pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 
 /// The RFC 9457 body. `type` is a stable URI per `code`, relative to the API.
 #[derive(Debug, Serialize, ToSchema)]
@@ -189,7 +191,7 @@ impl IntoResponse for AppError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         let retry_after = match &self {
             Self::TooManyRequests { retry_after } => Some(*retry_after),
-            Self::ServiceUnavailable(_) | Self::Timeout => Some(RETRY_AFTER_UNAVAILABLE),
+            Self::ServiceUnavailable(_) | Self::Timeout => Some(SERVICE_UNAVAILABLE_RETRY_AFTER),
             _ => None,
         };
         if let Some(retry_after) = retry_after {
@@ -295,6 +297,19 @@ mod tests {
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("hunter2"));
         assert_eq!(problem.code, "internal_error");
+    }
+
+    #[test]
+    fn rate_limits_and_outages_say_when_to_retry() {
+        let limited = AppError::TooManyRequests {
+            retry_after: Duration::from_secs(12),
+        }
+        .into_response();
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "12");
+        let down = AppError::ServiceUnavailable("Redis is down".into()).into_response();
+        assert_eq!(down.headers()[header::RETRY_AFTER], "5");
+        let missing = AppError::NotFound("no such spot".into()).into_response();
+        assert!(!missing.headers().contains_key(header::RETRY_AFTER));
     }
 
     #[test]

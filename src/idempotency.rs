@@ -277,8 +277,8 @@ async fn claim(db: &PgPool, caller: &str, key: &str, fingerprint: &[u8]) -> sqlx
     })
 }
 
-/// Stores the first response for replay, or frees the key after a server error so the
-/// client can retry with it.
+/// Stores the first response for replay, or frees the key after a server error (or a wrong
+/// method) so the client can retry with it.
 async fn keep(
     db: &PgPool,
     caller: &str,
@@ -297,7 +297,9 @@ async fn keep(
                 .into_response();
         }
     };
-    if status.is_server_error() {
+    // A server error may be retried with the same key; a 405 never reached a handler (the
+    // route exists, not for that method), so it is no answer to keep either.
+    if status.is_server_error() || status == StatusCode::METHOD_NOT_ALLOWED {
         release(db, caller, key).await;
     } else {
         let content_type = parts

@@ -120,6 +120,8 @@ pub enum Role {
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// Null when none was given at sign-up.
+    #[schema(required = true)]
     pub name: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,

@@ -13,24 +13,34 @@ use super::db::{self, RefreshOutcome};
 use super::model::{Email, Password, User, UserName};
 use super::token::ACCESS_TOKEN_TTL;
 use crate::app::AppState;
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::Json;
 use crate::rate_limit::client_ip;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
-    #[schema(example = "ada@example.com")]
+    /// Trimmed and compared case-insensitively.
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters.
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     password: String,
+    /// Trimmed; 1 to 100 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     password: String,
 }
 
@@ -43,8 +53,10 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     current_password: String,
     /// 8 to 128 characters.
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     new_password: String,
 }
 
@@ -122,9 +134,9 @@ fn token_response(
     request_body = SignUpRequest,
     responses(
         (status = 201, description = "Account created and signed in", body = TokenResponse),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid email, password or name", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`: an account has this email"),
+        (status = 422, description = "`validation_failed`: an invalid email, a password of the wrong length or an invalid name"),
+        (status = 429, description = "`rate_limited`: too many attempts from this address or for this email (`AUTH_RATE_LIMIT_PER_MINUTE`)"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -167,9 +179,9 @@ pub async fn sign_up(
     request_body = SignInRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials`: the same answer for an unknown email and a wrong password", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed email or password", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the same answer for an unknown email and a wrong password"),
+        (status = 422, description = "`validation_failed`: an invalid email, or a password of the wrong length"),
+        (status = 429, description = "`rate_limited`: too many attempts from this address or for this email (`AUTH_RATE_LIMIT_PER_MINUTE`)"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -202,7 +214,7 @@ pub async fn sign_in(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused` (the session is now revoked)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_refresh_token`: unknown, expired or revoked; `refresh_token_reused`: used before, and the session is now revoked"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -251,7 +263,6 @@ pub async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user.id = %user.user_id))]
@@ -267,9 +278,8 @@ pub async fn sign_out(State(state): State<AppState>, user: AuthUser) -> AppResul
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; other sessions revoked"),
-        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Wrong current password, or a new password of the wrong length", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a wrong current password, or a password of the wrong length"),
+        (status = 429, description = "`rate_limited`: too many attempts for this account (`AUTH_RATE_LIMIT_PER_MINUTE`)"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user.id = %user.user_id))]
@@ -320,7 +330,6 @@ pub async fn change_password(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in user", body = User),
-        (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<axum::Json<User>> {

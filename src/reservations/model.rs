@@ -91,6 +91,7 @@ pub struct ReservationView {
     pub id: Uuid,
     pub spot_id: Uuid,
     pub email: String,
+    #[schema(required = true)]
     pub vehicle_plate: Option<String>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -105,11 +106,14 @@ pub struct ReservationView {
     pub currency: String,
     /// Bumped on every change.
     pub version: i32,
-    /// When a `held` reservation lapses unless a card is saved.
+    /// When a `held` reservation lapses unless a card is saved; null in any other status.
+    #[schema(required = true)]
     pub hold_expires_at: Option<DateTime<Utc>>,
     /// The charged card's last four digits, once charged.
+    #[schema(required = true)]
     pub card_last4: Option<String>,
     /// Why the final charge failed, when it did.
+    #[schema(required = true)]
     pub payment_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -233,12 +237,16 @@ impl WindowRequest {
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
     pub spot_id: Uuid,
-    /// RFC 3339 with offset; default now.
+    /// RFC 3339 with an offset, between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: now
+    /// (default; up to a minute in the past is taken as now) or within 30 days.
     #[serde(default, deserialize_with = "bounded::optional")]
     pub starts_at: Option<DateTime<Utc>>,
-    /// Give `ends_at` or `duration_minutes`, not both.
+    /// RFC 3339 with an offset, between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z. Give
+    /// `ends_at` or `duration_minutes`, not both; the length must be from
+    /// `MIN_RESERVATION_MINUTES` to the spot's `max_stay_minutes`.
     #[serde(default, deserialize_with = "bounded::optional")]
     pub ends_at: Option<DateTime<Utc>>,
+    #[schema(minimum = 1, maximum = 1440)]
     pub duration_minutes: Option<i64>,
 }
 
@@ -258,15 +266,26 @@ pub struct Quote {
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
     pub spot_id: Uuid,
-    /// RFC 3339 with offset; default now.
+    /// RFC 3339 with an offset, between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: now
+    /// (default; up to a minute in the past is taken as now) or within 30 days.
     #[serde(default, deserialize_with = "bounded::optional")]
     pub starts_at: Option<DateTime<Utc>>,
-    /// Give `ends_at` or `duration_minutes`, not both.
+    /// RFC 3339 with an offset, between 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z. Give
+    /// `ends_at` or `duration_minutes`, not both; the length must be from
+    /// `MIN_RESERVATION_MINUTES` to the spot's `max_stay_minutes`.
     #[serde(default, deserialize_with = "bounded::optional")]
     pub ends_at: Option<DateTime<Utc>>,
+    #[schema(minimum = 1, maximum = 1440)]
     pub duration_minutes: Option<i64>,
     /// Required for guests; a signed-in driver's own email is used otherwise.
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
+    /// Letters, digits, spaces and dashes; trimmed and stored uppercase.
+    #[schema(
+        min_length = 1,
+        max_length = 16,
+        pattern = r"^[A-Za-z0-9 -]*[A-Za-z0-9-][A-Za-z0-9 -]*$"
+    )]
     pub vehicle_plate: Option<String>,
 }
 
@@ -326,7 +345,9 @@ pub struct Booking {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
-    /// The new end: any time from now on.
+    /// The new end, RFC 3339 with an offset, between 2000-01-01T00:00:00Z and
+    /// 2100-01-01T00:00:00Z: from now on (up to a minute in the past is taken as now),
+    /// within the spot's maximum stay from the start.
     #[serde(deserialize_with = "bounded::required")]
     pub ends_at: DateTime<Utc>,
 }
@@ -345,8 +366,10 @@ pub enum Scope {
 pub struct ListQuery {
     /// `current` (default) or `past`.
     pub scope: Option<Scope>,
-    /// 1 to 200 (default 50).
+    /// Page size.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

@@ -20,7 +20,7 @@ use super::model::{Reservation, Status, invalid_state};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::email::{Notice, outbox};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult};
 use crate::payments::{
     ChargeOutcome, CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
 };
@@ -191,8 +191,8 @@ pub struct WebhookAck {
     params(("Stripe-Signature" = String, Header)),
     responses(
         (status = 200, description = "Handled, or acknowledged and ignored", body = WebhookAck),
-        (status = 400, description = "`invalid_signature`, `stale_signature` or `invalid_payload`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Stripe could not be asked about the event's object; Stripe retries the event", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_signature`: no or a wrong `Stripe-Signature`; `stale_signature`: signed more than 300 s ago; `invalid_payload`: not an event, or ids that are not Stripe's"),
+        (status = 503, description = "Stripe could not be asked about the event's object; Stripe sends the event again"),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::token::new_guest_token;
 use crate::auth::{self, AuthUser, model::Email};
 use crate::email::{Notice, outbox};
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{self, Page, decode_cursor, encode_cursor};
 use crate::spots;
@@ -48,8 +48,8 @@ async fn bookable_spot(state: &AppState, spot_id: Uuid) -> AppResult<Spot> {
     request_body = QuoteRequest,
     responses(
         (status = 200, description = "The price", body = Quote),
-        (status = 409, description = "`spot_unavailable`: the spot is out of service", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid window or unknown spot", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`spot_unavailable`: the spot is out of service"),
+        (status = 422, description = "`validation_failed`: an unknown spot, or a window the booking rules refuse; `errors` names each field"),
     )
 )]
 pub async fn quote(
@@ -76,15 +76,14 @@ pub async fn quote(
 /// card is saved (`POST …/confirm`, or Stripe's webhook).
 #[utoipa::path(
     post, path = "/v1/reservations", tag = "reservations",
+    // A guest books without credentials; a driver's token makes it theirs.
+    security((), ("bearer" = [])),
     request_body = BookingRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same request")),
     responses(
         (status = 201, description = "Held; save the card with `payment.client_secret`", body = Booking),
-        (status = 401, description = "An invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`spot_unavailable`: taken for part of the window", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Stripe refused the card setup; nothing was booked", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Stripe is unreachable; nothing was booked, retry", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`spot_unavailable`: out of service, or taken for part of the window"),
+        (status = 422, description = "`validation_failed`: an unknown spot, a window the booking rules refuse, no email for a guest, or an invalid email or plate; `errors` names each field"),
+        (status = 502, description = "`bad_gateway`: Stripe refused the card setup; nothing was booked"),
     )
 )]
 #[tracing::instrument(skip_all, fields(spot.id = %body.spot_id))]
@@ -202,9 +201,8 @@ async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Rese
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = ReservationView),
-        (status = 401, description = "No credentials", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The reservation", body = ReservationView),
+        (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
     )
 )]
 pub async fn show(
@@ -225,9 +223,9 @@ pub async fn show(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Confirmed (also when it already was)", body = ReservationView),
-        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`card_not_saved` (with the SetupIntent's state) or `invalid_state`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Stripe is unreachable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
+        (status = 409, description = "`card_not_saved`: the card is not saved yet, the detail says the SetupIntent's state; `invalid_state`: expired, cancelled or over"),
+        (status = 502, description = "`bad_gateway`: Stripe answered, but not usefully; nothing was changed"),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
@@ -279,9 +277,9 @@ fn is_live(reservation: &Reservation, now: DateTime<Utc>) -> bool {
     request_body = ChangeRequest,
     responses(
         (status = 200, description = "Changed; `version` bumped", body = ReservationView),
-        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`spot_unavailable` (an extension into another booking) or `invalid_state`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An end in the past, before the start, or beyond the maximum stay", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
+        (status = 409, description = "`spot_unavailable`: an extension into another booking; `invalid_state`: the reservation is over"),
+        (status = 422, description = "`validation_failed`: an end in the past, before the start, or beyond the maximum stay"),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
@@ -349,8 +347,8 @@ pub async fn change(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Completed with its final bill", body = ReservationView),
-        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: not confirmed, not started (cancel instead) or already over", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
+        (status = 409, description = "`invalid_state`: not confirmed, not started (cancel instead) or already over"),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
@@ -391,8 +389,8 @@ pub async fn end(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Cancelled", body = ReservationView),
-        (status = 404, description = "No such reservation, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`invalid_state`: already started, or not held or confirmed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
+        (status = 409, description = "`invalid_state`: already started, or not held or confirmed"),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
@@ -428,8 +426,7 @@ pub async fn cancel(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of the driver's own reservations", body = Page<ReservationView>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a `limit` out of range, or a cursor this listing did not return"),
     )
 )]
 pub async fn list(

@@ -30,13 +30,18 @@ pub struct Spot {
     pub lat: f64,
     pub lng: f64,
     pub borough: String,
+    #[schema(required = true)]
     pub street: Option<String>,
     /// Side of the street (N, S, E, W, …).
+    #[schema(required = true)]
     pub side: Option<String>,
+    #[schema(required = true)]
     pub from_street: Option<String>,
+    #[schema(required = true)]
     pub to_street: Option<String>,
     pub facility: Facility,
     /// The posted rule, as the city wrote it.
+    #[schema(required = true)]
     pub rule: Option<String>,
     pub max_stay_minutes: i32,
     pub rate_cents_per_hour: i32,
@@ -92,23 +97,31 @@ pub enum AvailabilityFilter {
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Latitude of the search point; give `lat`, `lng` and `radius` together or not at all.
+    #[param(minimum = -90, maximum = 90)]
     lat: Option<f64>,
+    /// Longitude of the search point.
+    #[param(minimum = -180, maximum = 180)]
     lng: Option<f64>,
-    /// Radius in `unit`, at most 50 km.
+    /// Radius in `unit`: more than 0, at most 50 km (31.07 mi).
+    #[param(exclusive_minimum = 0, maximum = 50)]
     radius: Option<f64>,
     /// `km` (default) or `mi`.
     unit: Option<DistanceUnit>,
-    /// Window start, RFC 3339 with offset; default now.
+    /// Window start, RFC 3339 with an offset, between 2000-01-01T00:00:00Z and
+    /// 2100-01-01T00:00:00Z; default now.
     #[serde(default, deserialize_with = "bounded::optional")]
     starts_at: Option<DateTime<Utc>>,
-    /// Window end; default `starts_at` plus the minimum reservation length.
+    /// Window end, after the start and at most 31 days after it, between
+    /// 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z; default `starts_at` plus the minimum
+    /// reservation length.
     #[serde(default, deserialize_with = "bounded::optional")]
     ends_at: Option<DateTime<Utc>>,
     /// `true` (default): free for the whole window; `false`: taken; `any`.
     available: Option<AvailabilityFilter>,
-    /// Page size, 1 to 200 (default 50).
+    /// Page size.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page of the same kind of search (with or without a point).
     cursor: Option<String>,
 }
 
@@ -232,20 +245,41 @@ impl SearchQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSpot {
+    /// Unique among spots; not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub meter_number: String,
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     pub lng: f64,
+    /// Not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub borough: String,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub street: Option<String>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub side: Option<String>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub from_street: Option<String>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub to_street: Option<String>,
+    /// Default `on_street`.
     pub facility: Option<Facility>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub rule: Option<String>,
-    /// 1 to 1440.
+    #[schema(minimum = 1, maximum = 1440)]
     pub max_stay_minutes: i32,
-    /// 0 to 100000.
+    #[schema(minimum = 0, maximum = 100000)]
     pub rate_cents_per_hour: i32,
+    /// Default `true`.
     pub active: Option<bool>,
 }
 
@@ -253,8 +287,11 @@ pub struct NewSpot {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpotChanges {
+    #[schema(minimum = 0, maximum = 100000)]
     pub rate_cents_per_hour: Option<i32>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub rule: Option<String>,
+    #[schema(minimum = 1, maximum = 1440)]
     pub max_stay_minutes: Option<i32>,
     pub active: Option<bool>,
 }

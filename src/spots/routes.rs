@@ -9,7 +9,7 @@ use super::db;
 use super::model::{NewSpot, SearchQuery, Spot, SpotChanges, SpotDetail, SpotMatch};
 use crate::app::AppState;
 use crate::auth::Operator;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, encode_cursor};
 
@@ -24,7 +24,7 @@ fn no_such_spot() -> AppError {
     params(SearchQuery),
     responses(
         (status = 200, description = "A page of spots", body = Page<SpotMatch>),
-        (status = 422, description = "An invalid parameter, named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a parameter out of range, `lat`, `lng` and `radius` not given together, a window that is empty or longer than 31 days, or a cursor of another search; `errors` names each parameter"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -51,8 +51,7 @@ pub async fn search(
     params(("id" = Uuid, Path, description = "Spot id")),
     responses(
         (status = 200, description = "The spot", body = SpotDetail),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such spot", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such spot"),
     )
 )]
 pub async fn detail(
@@ -72,10 +71,9 @@ pub async fn detail(
     request_body = NewSpot,
     responses(
         (status = 201, description = "Created", body = Spot),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an operator", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`meter_number_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller is not an operator"),
+        (status = 409, description = "`meter_number_taken`: a spot has this meter number"),
+        (status = 422, description = "`validation_failed`: a field out of range or blank; `errors` names each"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user.id = %operator.user_id))]
@@ -99,10 +97,9 @@ pub async fn create(
     request_body = SpotChanges,
     responses(
         (status = 200, description = "The changed spot", body = Spot),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such spot", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller is not an operator"),
+        (status = 404, description = "`not_found`: no such spot"),
+        (status = 422, description = "`validation_failed`: a field out of range; `errors` names each"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user.id = %operator.user_id, spot.id = %id))]

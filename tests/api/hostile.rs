@@ -469,3 +469,25 @@ async fn recording_a_bookings_setup_intent_waits_for_the_spots_lock(db: PgPool) 
         "the SetupIntent was recorded on a live booking without the spot's lock"
     );
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn a_wrong_method_does_not_use_up_an_idempotency_key(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let key = "9b2f6d1e-3c4a-4b5d-8e6f-7a8b9c0d1e2f";
+    for body in ["{}", "x"] {
+        let response = app
+            .request(Method::PATCH, "/v1/quotes")
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        )
+        .await;
+    }
+}

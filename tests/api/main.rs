@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod job_queue;
 mod lifecycle;
+mod openapi;
 mod operations;
 mod payments;
 mod reservations;
