@@ -101,7 +101,7 @@ cleanup() {
     fi
     if [ -n "$redis_prefix" ] && command -v redis-cli >/dev/null; then
         redis-cli -u "$REDIS_URL" --scan --pattern "$redis_prefix:*" 2>/dev/null \
-            | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
+            | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
     fi
     rm -rf "$work"
     exit "$status"

@@ -162,13 +162,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let limits = crate::server::Limits {
+            max_connections: self.state.config.max_connections as usize,
+            header_read_timeout: self.state.config.header_read_timeout,
+        };
+        crate::server::serve(self.listener, self.router, limits, shutdown).await
     }
 }
 

@@ -65,6 +65,11 @@ pub struct Config {
     /// database core: more adds little throughput, and left the jobs that end reservations
     /// without CPU during a burst; fewer cost searches throughput (BENCHMARKS.md).
     pub search_concurrency: u32,
+    /// Connections served at once; more wait to be accepted. Below the process's file
+    /// descriptor limit, so a flood of connections cannot stop the server from accepting.
+    pub max_connections: u32,
+    /// How long a connection may take to send a request's headers before it is closed.
+    pub header_read_timeout: std::time::Duration,
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
     pub trust_forwarded_for: bool,
@@ -226,6 +231,10 @@ impl Config {
             ),
             worker_concurrency: vars.positive("WORKER_CONCURRENCY", 32),
             search_concurrency: vars.positive("SEARCH_CONCURRENCY", 8),
+            max_connections: vars.positive("MAX_CONNECTIONS", 4096),
+            header_read_timeout: std::time::Duration::from_secs(
+                vars.positive("HEADER_READ_TIMEOUT_SECONDS", 10).into(),
+            ),
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false").unwrap_or(false),
         };
         match vars.errors.into_inner() {
@@ -517,6 +526,8 @@ mod tests {
             ("RECONCILE_INTERVAL_SECONDS", "0"),
             ("WORKER_CONCURRENCY", "many"),
             ("SEARCH_CONCURRENCY", "0"),
+            ("MAX_CONNECTIONS", "0"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "soon"),
             ("STRIPE_API_BASE", "localhost:12111"),
         ];
         for (name, value) in cases {

@@ -22,6 +22,7 @@ pub mod payments;
 pub mod rate_limit;
 pub mod redis_pool;
 pub mod reservations;
+pub mod server;
 pub mod shutdown;
 pub mod spots;
 pub mod telemetry;

@@ -491,3 +491,180 @@ async fn a_wrong_method_does_not_use_up_an_idempotency_key(db: PgPool) {
         .await;
     }
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn a_slow_header_flood_is_shed_and_the_server_keeps_answering(db: PgPool) {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = TestApp::spawn_with(
+        db,
+        &[
+            ("MAX_CONNECTIONS", "50"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    // Six times the connection bound, each sending half a request and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: curbside\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let started = Instant::now();
+    let ready = tokio::time::timeout(Duration::from_secs(20), app.get("/readyz", None))
+        .await
+        .expect("the server answered while flooded");
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    // The first of them was closed once its time was up, not held for ever.
+    let mut buffer = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow[0].read(&mut buffer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection that never finished its headers is still open: {closed:?}"
+    );
+}
+
+/// The body as the client would read it, decoded as its `Content-Encoding` says.
+async fn decoded_body(response: reqwest::Response) -> (Option<String>, Vec<u8>) {
+    use std::io::Read as _;
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let raw = response.bytes().await.unwrap().to_vec();
+    let body = match encoding.as_deref() {
+        None | Some("identity") => raw,
+        Some("gzip") => {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut plain)
+                .expect("a gzip body that decodes");
+            plain
+        }
+        Some(other) => panic!("an encoding the client did not offer: {other}"),
+    };
+    (encoding, body)
+}
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn every_error_body_is_valid_in_the_encoding_it_declares(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let big = vec![b'a'; 70 * 1024];
+    let requests = [
+        // Too large, on the webhook (raw bytes) and on a JSON route.
+        app.request(Method::POST, "/v1/webhooks/stripe")
+            .header("stripe-signature", "t=1,v1=00")
+            .header("content-type", "application/json")
+            .body(big.clone()),
+        app.request(Method::POST, "/v1/auth/sign-up")
+            .header("content-type", "application/json")
+            .body(big),
+        app.request(Method::GET, "/v1/no-such-route"),
+        app.request(Method::DELETE, "/v1/quotes"),
+        app.request(Method::POST, "/v1/auth/sign-in")
+            .body("not json"),
+        app.request(Method::GET, "/v1/spots/not-a-uuid"),
+    ];
+    let mut compressed = 0;
+    for request in requests {
+        let response = request
+            .header("accept-encoding", "gzip, deflate")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{status}");
+        let (encoding, body) = decoded_body(response).await;
+        compressed += usize::from(encoding.is_some());
+        let problem: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{status} ({encoding:?}) is not JSON: {e}"));
+        assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    }
+    assert!(
+        compressed > 0,
+        "no error body was compressed: the test proves nothing"
+    );
+}
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn browsers_get_safe_headers_and_a_working_preflight(db: PgPool) {
+    let app = TestApp::spawn_with(db, &[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
+    let session = app.sign_up("headers@example.com").await;
+    let public = app.get("/v1/spots?limit=1", None).await;
+    let private = app.get("/v1/me", Some(&session.access_token)).await;
+    let tokens = app
+        .sign_in("headers@example.com", crate::helpers::PASSWORD)
+        .await;
+    for response in [&public, &private, &tokens] {
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["x-frame-options"], "DENY");
+    }
+    assert_eq!(private.headers()["cache-control"], "no-store");
+    assert_eq!(tokens.headers()["cache-control"], "no-store");
+    assert!(public.headers().get("cache-control").is_none());
+
+    let preflight = app
+        .request(Method::OPTIONS, "/v1/reservations")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, idempotency-key, x-request-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-request-id",
+    ] {
+        assert!(allowed.contains(header), "{header} not allowed: {allowed}");
+    }
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let simple = app
+        .request(Method::GET, "/v1/spots?limit=1")
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in ["x-request-id", "retry-after", "idempotent-replayed"] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+    }
+    let other_origin = app
+        .request(Method::OPTIONS, "/v1/reservations")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        other_origin
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
