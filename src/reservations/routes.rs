@@ -382,7 +382,7 @@ pub async fn end(
     Ok(axum::Json(ReservationView::from(&ended)))
 }
 
-/// Cancel before the start; nothing is charged.
+/// Cancel before the start (a hold, at any time); nothing is charged.
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/cancel", tag = "reservations",
     security(("bearer" = [])),
@@ -390,7 +390,7 @@ pub async fn end(
     responses(
         (status = 200, description = "Cancelled", body = ReservationView),
         (status = 404, description = "`not_found`: no such reservation, or not the caller's"),
-        (status = 409, description = "`invalid_state`: already started, or not held or confirmed"),
+        (status = 409, description = "`invalid_state`: confirmed and already started (end it instead), or not held or confirmed"),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
@@ -405,7 +405,10 @@ pub async fn cancel(
     if !matches!(reservation.status, Status::Held | Status::Confirmed) {
         return Err(invalid_state(reservation.status));
     }
-    if now >= reservation.starts_at {
+    // A hold whose card was never saved can be let go at any time, even one that starts
+    // now: nothing was promised and nothing is owed. A confirmed booking that has started
+    // is ended instead, and billed for the minutes used.
+    if reservation.status == Status::Confirmed && now >= reservation.starts_at {
         return Err(AppError::conflict(
             "invalid_state",
             "the reservation has started; end it instead",

@@ -966,3 +966,25 @@ async fn event_ids_that_are_not_stripes_are_refused_cleanly(db: PgPool) {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn an_abandoned_checkout_can_let_its_spot_go_at_once(db: PgPool) {
+    let spot = insert_spot(&db, "C-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    // Starts now, so it has started by the time the driver gives up on saving a card.
+    let (id, guest, _) = book_as_guest(&app, spot, 0, 30).await;
+    let cancel = app
+        .request(Method::POST, &format!("/v1/reservations/{id}/cancel"))
+        .bearer_auth(&guest)
+        .send()
+        .await
+        .unwrap();
+    let cancelled = expect_status(cancel, StatusCode::OK).await;
+    assert_eq!(
+        (cancelled["status"].as_str(), cancelled["amount_cents"].as_i64()),
+        (Some("cancelled"), Some(0))
+    );
+    // The spot is free for the same window at once, not after the hold's 15 minutes.
+    let (again, _, _) = book_as_guest(&app, spot, 0, 30).await;
+    assert_ne!(again, id);
+}
