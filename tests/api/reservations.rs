@@ -981,7 +981,10 @@ async fn an_abandoned_checkout_can_let_its_spot_go_at_once(db: PgPool) {
         .unwrap();
     let cancelled = expect_status(cancel, StatusCode::OK).await;
     assert_eq!(
-        (cancelled["status"].as_str(), cancelled["amount_cents"].as_i64()),
+        (
+            cancelled["status"].as_str(),
+            cancelled["amount_cents"].as_i64()
+        ),
         (Some("cancelled"), Some(0))
     );
     // The spot is free for the same window at once, not after the hold's 15 minutes.
