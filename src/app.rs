@@ -1,20 +1,16 @@
-//! Builds the application: shared state, the route table and the middleware stack.
+//! Builds the application: the route table over the features and the middleware stack.
 //!
 //! `main` only parses the command line; tests build the very same `Application` on port 0.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use redis::aio::ConnectionManager;
-use secrecy::ExposeSecret as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -28,101 +24,14 @@ use utoipa::{Modify as _, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::password::PasswordHasher;
-use crate::auth::token::JwtKeys;
 use crate::config::{Config, CorsOrigins};
-use crate::email::Mailer;
 use crate::extract::BODY_LIMIT_BYTES;
-use crate::jobs::queue::JobQueue;
-use crate::metrics::Metrics;
 use crate::openapi::{ApiDoc, StandardResponses};
-use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
-use crate::rate_limit::RateLimiter;
-use crate::{
-    auth, client_settings, health, idempotency, middleware, openapi, rate_limit, reservations,
-    spots, telemetry,
-};
+use crate::state::AppState;
+use crate::{auth, client_settings, health, middleware, openapi, reservations, spots, telemetry};
 
 /// How long one request may take before the client gets a 503 (retry).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// State shared by every handler and job. Cloning it is one reference count: every
-/// middleware and extractor takes a clone on every request.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-#[derive(Clone)]
-pub struct Shared {
-    pub config: Arc<Config>,
-    /// The source of truth for every state.
-    pub db: PgPool,
-    /// Spot search reads here: a replica when `DATABASE_READ_URL` is set, else `db`.
-    pub db_read: PgPool,
-    /// One multiplexed, self-reconnecting connection (see `redis_pool`).
-    pub redis: ConnectionManager,
-    /// Rate limits live in Redis so they hold across replicas.
-    pub limiter: RateLimiter,
-    pub jwt: Arc<JwtKeys>,
-    /// Bounds concurrent argon2 work to the number of cores.
-    pub hasher: PasswordHasher,
-    /// Bounds the spot searches PostgreSQL runs at once (`SEARCH_CONCURRENCY`).
-    pub search_permits: Arc<Semaphore>,
-    pub metrics: Arc<Metrics>,
-    /// Stripe, or whatever speaks its API at `STRIPE_API_BASE`.
-    pub payments: Arc<dyn PaymentGateway>,
-    /// Delayed and background jobs, in Redis. Losing them is harmless: the reconciler
-    /// finds the same work in PostgreSQL.
-    pub jobs: JobQueue,
-    pub mailer: Mailer,
-}
-
-impl AppState {
-    pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
-        let redis = crate::redis_pool::connect(&config)?;
-        let db_read = crate::db::connect_read(&config, &db)?;
-        let payments = StripeGateway::new(
-            &PaymentsConfig::new(
-                config.stripe_secret_key.expose_secret(),
-                config.stripe_webhook_secret.expose_secret(),
-            )
-            .with_api_base(&config.stripe_api_base),
-        )
-        .context("cannot set up the Stripe client")?;
-        let mailer = Mailer::new(&config.mail, &config.email_from)?;
-        Ok(Self(Arc::new(Shared {
-            jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
-            mailer,
-            payments: Arc::new(payments),
-            db_read,
-            limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),
-            jwt: Arc::new(JwtKeys::new(&config)),
-            hasher: PasswordHasher::default(),
-            search_permits: Arc::new(Semaphore::new(config.search_concurrency as usize)),
-            metrics: Arc::new(Metrics::default()),
-            config: Arc::new(config),
-            db,
-            redis,
-        })))
-    }
-
-    /// The same state over another PostgreSQL pool: workers inside `serve` get their own,
-    /// so a burst of requests queueing for connections cannot delay the jobs, nor the jobs
-    /// the requests.
-    pub fn with_pool(&self, db: PgPool) -> Self {
-        Self(Arc::new(Shared {
-            db,
-            ..Shared::clone(&self.0)
-        }))
-    }
-}
 
 /// A bound listener and the app that will serve on it.
 pub struct Application {
@@ -179,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reservations::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            idempotency::idempotent,
+            middleware::idempotency::idempotent,
         ));
     let idempotent_paths = openapi::paths(idempotent.get_openapi());
     let api = OpenApiRouter::new()
@@ -188,7 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(idempotent)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            rate_limit::limit_every_route,
+            middleware::rate_limit::limit_every_route,
         ));
     let rate_limited_paths = openapi::paths(api.get_openapi());
     let (routes, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -222,7 +131,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problem_responses))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::metrics::record,
+            middleware::metrics::record,
         ))
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(

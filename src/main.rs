@@ -1,10 +1,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use curbside::app::{AppState, Application};
+use curbside::app::Application;
 use curbside::auth::{db as accounts, model::Email};
 use curbside::config::{AppEnv, Config};
 use curbside::payments::fake_stripe;
 use curbside::spots::import::{RateTable, import_meters};
+use curbside::state::AppState;
 use curbside::{db, health, jobs, redis_pool, shutdown, spots, telemetry};
 
 /// mimalloc rather than glibc's malloc: the API allocates many small short-lived objects

@@ -2,19 +2,14 @@
 //! that every app built in one process (as the tests do) counts only its own requests.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::app::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -72,6 +67,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one request and records its latency, labelled by the matched route.
+    pub fn observe_request(&self, method: String, route: String, status: u16, took: Duration) {
+        let labels = HttpLabels {
+            method,
+            route,
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
     pub fn set_emails_failed(&self, count: i64) {
         self.emails_failed.set(count);
     }
@@ -86,27 +94,4 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
-}
-
-/// Counts every request and records its latency, labelled by the matched route.
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
 }

@@ -106,7 +106,7 @@ const SERVICE_UNAVAILABLE: StandardProblem = StandardProblem::new(
      abandoned. Retry after `Retry-After` seconds",
 )
 .with_retry_after();
-// `rate_limit::limit_every_route`.
+// `middleware::rate_limit::limit_every_route`.
 const RATE_LIMITED: StandardProblem = StandardProblem::new(
     "RateLimited",
     429,
@@ -156,7 +156,7 @@ const UNAUTHORIZED: StandardProblem = StandardProblem::new(
      was signed out or revoked (a password change, a reused refresh token), or its account \
      is gone",
 );
-// `idempotency::idempotent`.
+// `middleware::idempotency::idempotent`.
 const INVALID_IDEMPOTENCY_KEY: StandardProblem = StandardProblem::new(
     "InvalidIdempotencyKey",
     400,
@@ -210,9 +210,9 @@ const ALL_STANDARD: [&StandardProblem; 13] = [
 /// It runs on the finished document, since only the routers know which middleware covers
 /// which paths (see `app::router`).
 pub struct StandardResponses {
-    /// Paths behind `rate_limit::limit_every_route`.
+    /// Paths behind `middleware::rate_limit::limit_every_route`.
     pub rate_limited: BTreeSet<String>,
-    /// Paths behind `idempotency::idempotent`, which acts on their POST and PATCH.
+    /// Paths behind `middleware::idempotency::idempotent`, which acts on their POST and PATCH.
     pub idempotent: BTreeSet<String>,
 }
 

@@ -3,14 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use redis::aio::ConnectionManager;
 use sha2::{Digest as _, Sha256};
 
-use crate::app::AppState;
 use crate::error::AppError;
 
 const WINDOW_SECONDS: u64 = 60;
@@ -41,7 +37,7 @@ impl RateLimiter {
         let redis_key = format!(
             "{}:rate:{bucket}:{}:{window}",
             self.prefix,
-            &hex_prefix(&digest)
+            hex::encode(&digest[..16])
         );
         let (count,): (u64,) = redis::pipe()
             .incr(&redis_key, 1)
@@ -62,10 +58,6 @@ impl RateLimiter {
         }
         Ok(())
     }
-}
-
-fn hex_prefix(digest: &[u8]) -> String {
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The address a request came from: the TCP peer, or behind a trusted proxy the last
@@ -91,32 +83,6 @@ pub fn client_ip(
     forwarded
         .or(peer.map(|addr| addr.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-}
-
-/// The per-client limit on every route (`RATE_LIMIT_PER_MINUTE`). Unlike the sign-in limit
-/// it fails open: losing Redis should not take the whole API down with it.
-pub async fn limit_every_route(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
-    let ip = client_ip(request.headers(), peer, state.config.trust_forwarded_for);
-    match state
-        .limiter
-        .hit(
-            "client",
-            &ip.to_string(),
-            state.config.rate_limit_per_minute,
-        )
-        .await
-    {
-        Err(error @ AppError::TooManyRequests { .. }) => error.into_response(),
-        _ => next.run(request).await,
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use model::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -12,10 +12,10 @@ use super::AuthUser;
 use super::db::{self, RefreshOutcome};
 use super::model::{Email, Password, User, UserName};
 use super::token::ACCESS_TOKEN_TTL;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::Json;
 use crate::rate_limit::client_ip;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,9 +1,8 @@
-//! Email: every change of a reservation is announced by a message written to the outbox in
-//! the same transaction as the change (`outbox`), then delivered over SMTP by a job or the
-//! reconciler (`Mailer`). Times are shown in New York time.
+//! Email delivery: messages written to the outbox in the same transaction as the change
+//! they announce (`outbox`) are delivered over SMTP, or in development into a folder, by a
+//! job or the reconciler (`Mailer`, `deliver`).
 
 pub mod outbox;
-mod templates;
 
 use std::time::Duration;
 
@@ -13,6 +12,9 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
 };
 use secrecy::ExposeSecret as _;
+
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::config::MailTransport;
 
@@ -26,7 +28,6 @@ pub struct SendError {
     pub permanent: bool,
     pub error: anyhow::Error,
 }
-pub use templates::Notice;
 
 /// Delivers outbox emails over SMTP (`SMTP_URL`), or in development into a folder, from
 /// `EMAIL_FROM`.
@@ -108,4 +109,32 @@ impl Mailer {
             }
         }
     }
+}
+
+/// Delivers one outbox email, if it is due and nobody else is sending it (a job and the
+/// reconciler may both try). A failure is recorded on the row, to be tried again after a
+/// backoff, or given up on after the last attempt or a permanent refusal; an error is
+/// trouble with PostgreSQL.
+pub async fn deliver(db: &PgPool, mailer: &Mailer, outbox_id: Uuid) -> anyhow::Result<()> {
+    let Some(email) = outbox::claim(&mut *db.acquire().await?, outbox_id).await? else {
+        return Ok(());
+    };
+    match mailer.send(&email).await {
+        Ok(()) => {
+            outbox::mark_sent(&mut *db.acquire().await?, email.id).await?;
+            tracing::info!(outbox.id = %email.id, "email sent");
+        }
+        Err(failure) if failure.permanent || email.attempts >= outbox::MAX_ATTEMPTS => {
+            let error = failure.to_string();
+            outbox::mark_given_up(&mut *db.acquire().await?, email.id, &error).await?;
+            tracing::error!(outbox.id = %email.id, attempts = email.attempts, %error, "email given up on; it stays in the outbox marked failed");
+        }
+        Err(failure) => {
+            let error = failure.to_string();
+            let retry_at = chrono::Utc::now() + outbox::backoff(email.attempts);
+            outbox::mark_failed(&mut *db.acquire().await?, email.id, &error, retry_at).await?;
+            tracing::warn!(outbox.id = %email.id, attempts = email.attempts, %error, "email not sent; will retry");
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,10 @@
 //! The email outbox: rows written with the change they announce, delivered at least once.
+//! What an email says is its writer's business (see `reservations::notices`); here it is
+//! only stored, claimed for sending, and marked sent, retried or given up.
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
-
-use super::templates::{Notice, Place, compose};
-use crate::reservations::model::Reservation;
 
 /// An email waiting to be (or already) sent.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -24,35 +23,31 @@ const CLAIM_LEASE: Duration = Duration::seconds(60);
 /// trying, long enough to ride out an SMTP outage or a greylisting server.
 pub const MAX_ATTEMPTS: i32 = 12;
 
-/// Writes the email announcing `notice` for the reservation; call it inside the
-/// transaction that makes the change, so the two commit or roll back together.
-pub async fn write(
-    conn: &mut PgConnection,
-    reservation: &Reservation,
-    notice: &Notice,
-) -> sqlx::Result<Uuid> {
-    let (meter_number, street, borough): (String, Option<String>, String) =
-        sqlx::query_as("select meter_number, street, borough from spots where id = $1")
-            .bind(reservation.spot_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let place = Place {
-        meter_number,
-        street,
-        borough,
-    };
-    let (subject, body) = compose(notice, reservation, &place);
+/// An email to send, as it is written to the outbox.
+pub struct NewEmail<'a> {
+    /// The reservation it is about, for support and for its delivery jobs.
+    pub reservation_id: Option<Uuid>,
+    /// What it announces (`confirmed`, `receipt`, …).
+    pub kind: &'a str,
+    pub to_address: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+/// Writes an email to the outbox; call it inside the transaction that makes the change it
+/// announces, so the two commit or roll back together.
+pub async fn insert(conn: &mut PgConnection, email: &NewEmail<'_>) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query(
         "insert into email_outbox (id, reservation_id, kind, to_address, subject, body)
          values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
-    .bind(reservation.id)
-    .bind(notice.kind())
-    .bind(&reservation.email)
-    .bind(subject)
-    .bind(body)
+    .bind(email.reservation_id)
+    .bind(email.kind)
+    .bind(email.to_address)
+    .bind(email.subject)
+    .bind(email.body)
     .execute(conn)
     .await?;
     Ok(id)

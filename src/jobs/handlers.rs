@@ -1,9 +1,9 @@
-//! What each job does: one business step of `reservations::lifecycle`, which re-reads
-//! PostgreSQL and acts only if the step is still due.
+//! What each job does: one business step, which re-reads PostgreSQL and acts only if the
+//! step is still due; and what the worker should do when a step did not finish.
 
-use super::{Job, JobFailure};
-use crate::app::AppState;
-use crate::reservations::lifecycle::{self, Due};
+use super::job::{Job, JobFailure};
+use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
+use crate::state::AppState;
 
 pub async fn run(state: &AppState, job: Job) -> Result<(), JobFailure> {
     match job {
@@ -16,8 +16,18 @@ pub async fn run(state: &AppState, job: Job) -> Result<(), JobFailure> {
         Job::ExpireHold { reservation_id, .. } => {
             time_triggered(lifecycle::expire_hold(state, reservation_id).await)
         }
-        Job::Charge { reservation_id } => lifecycle::charge(state, reservation_id).await,
-        Job::SendEmail { outbox_id } => lifecycle::deliver_email(state, outbox_id).await,
+        Job::Charge { reservation_id } => match lifecycle::charge(state, reservation_id).await {
+            Ok(ChargeAttempt::Settled) => Ok(()),
+            Ok(ChargeAttempt::ProviderUnavailable(message)) => Err(JobFailure::Retry(
+                anyhow::anyhow!("Stripe is unavailable: {message}"),
+            )),
+            // Retrying blindly could not tell more; the reconciler asks again later.
+            Ok(ChargeAttempt::Unknown(error)) => Err(JobFailure::Abort(error)),
+            Err(error) => Err(JobFailure::Retry(error)),
+        },
+        Job::SendEmail { outbox_id } => crate::email::deliver(&state.db, &state.mailer, outbox_id)
+            .await
+            .map_err(JobFailure::Retry),
     }
 }
 

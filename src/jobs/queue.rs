@@ -28,7 +28,7 @@ use apalis_redis::{Config, RedisStorage};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 
-use super::Job;
+use super::job::Job;
 
 /// How long an idempotency key outlives its job's run time. Past the run time the same
 /// (job, time) pair cannot be scheduled again anyway (a past time means "now"), so this only

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use crate::app::AppState;
 use crate::email::outbox;
-use crate::reservations::lifecycle::{self, Due};
+use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
+use crate::state::AppState;
 
 /// Rows handled per kind of work and pass; a larger backlog takes several passes.
 const BATCH: i64 = 500;
@@ -49,14 +49,19 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     }
     for id in charges {
         done.charges_tried += 1;
-        if let Err(failure) = lifecycle::charge(state, id).await {
-            tracing::warn!(reservation.id = %id, error = %failure, "overdue charge still failing");
-        }
+        let failure = match lifecycle::charge(state, id).await {
+            Ok(ChargeAttempt::Settled) => continue,
+            Ok(ChargeAttempt::ProviderUnavailable(message)) => {
+                format!("Stripe is unavailable: {message}")
+            }
+            Ok(ChargeAttempt::Unknown(error)) | Err(error) => format!("{error:#}"),
+        };
+        tracing::warn!(reservation.id = %id, error = %failure, "overdue charge still failing");
     }
     for id in emails {
         done.emails_tried += 1;
-        if let Err(failure) = lifecycle::deliver_email(state, id).await {
-            tracing::warn!(outbox.id = %id, error = %failure, "overdue email still failing");
+        if let Err(error) = crate::email::deliver(&state.db, &state.mailer, id).await {
+            tracing::warn!(outbox.id = %id, error = format!("{error:#}"), "overdue email still failing");
         }
     }
     Ok(done)

@@ -43,8 +43,8 @@ use tokio::time::Instant;
 use tower::Service;
 use tracing::Instrument as _;
 
+use super::job::{Job, JobFailure};
 use super::queue::{Lane, storage_config};
-use super::{Job, JobFailure};
 
 /// How often an idle worker looks for due jobs.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);

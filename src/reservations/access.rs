@@ -6,10 +6,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::token::{GUEST_TOKEN_PREFIX, hash_guest_token};
 use crate::auth::{AuthUser, bearer_token};
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The caller of a reservation route.
 #[derive(Debug, Clone)]

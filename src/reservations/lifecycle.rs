@@ -11,10 +11,10 @@ use uuid::Uuid;
 use super::billing::bill;
 use super::db;
 use super::model::{PaymentStatus, Reservation, Status};
-use crate::app::AppState;
-use crate::email::{Notice, outbox};
-use crate::jobs::{Job, JobFailure};
+use super::notices::{self, Notice};
+use crate::jobs::job::Job;
 use crate::payments::{ChargeOutcome, ChargeRequest, CustomerId, PaymentError};
+use crate::state::AppState;
 
 /// After a change commits, schedules the jobs it needs: its end or its hold's expiry, its
 /// charge, and the delivery of its unsent emails. Redis losing them is harmless: the
@@ -119,7 +119,7 @@ pub async fn finish(
     );
     let completed = db::complete(conn, reservation.id, ends_at, final_bill).await?;
     if completed.payment_status == PaymentStatus::NotRequired {
-        outbox::write(conn, &completed, &Notice::Receipt).await?;
+        notices::write(conn, &completed, &Notice::Receipt).await?;
     }
     Ok(completed)
 }
@@ -140,21 +140,35 @@ pub async fn expire_hold(state: &AppState, id: Uuid) -> anyhow::Result<Due> {
         return Ok(Due::NotYet);
     }
     let expired = db::expire(&mut tx, id).await?;
-    outbox::write(&mut tx, &expired, &Notice::HoldExpired).await?;
+    notices::write(&mut tx, &expired, &Notice::HoldExpired).await?;
     tx.commit().await?;
     tracing::info!(reservation.id = %id, "hold expired");
     schedule_follow_up(state, &expired).await;
     Ok(Due::Done)
 }
 
+/// How an attempt at the final charge ended, for whoever runs it to decide what comes next.
+#[derive(Debug)]
+pub enum ChargeAttempt {
+    /// Stripe answered (paid, declined, authentication asked, processing) and it is
+    /// recorded, or there was nothing to charge.
+    Settled,
+    /// Stripe could not be reached: the same attempt, with the same idempotency key, may
+    /// succeed later.
+    ProviderUnavailable(String),
+    /// Stripe's answer could not be read: the charge's fate is unknown. It stays pending;
+    /// the reconciler asks again later with the same key, which can only return the same
+    /// PaymentIntent.
+    Unknown(anyhow::Error),
+}
+
 /// Charges the final bill off-session, once. The idempotency key is the same on every
-/// attempt, so Stripe charges at most once however often this runs.
-pub async fn charge(state: &AppState, id: Uuid) -> Result<(), JobFailure> {
-    let reservation = db::get(&mut *state.db.acquire().await.map_err(retry)?, id)
-        .await
-        .map_err(retry)?;
+/// attempt, so Stripe charges at most once however often this runs. An error is trouble
+/// with PostgreSQL.
+pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt> {
+    let reservation = db::get(&mut *state.db.acquire().await?, id).await?;
     if reservation.payment_status != PaymentStatus::ChargePending {
-        return Ok(());
+        return Ok(ChargeAttempt::Settled);
     }
     let (Some(customer), Some(payment_method)) = (
         reservation.stripe_customer_id.clone(),
@@ -166,16 +180,15 @@ pub async fn charge(state: &AppState, id: Uuid) -> Result<(), JobFailure> {
             decline_code: None,
             message: "no card was saved for this reservation".into(),
         };
-        return settle(state, id, &outcome).await.map_err(retry);
+        settle(state, id, &outcome).await?;
+        return Ok(ChargeAttempt::Settled);
     };
     // Read before charging, so the receipt has it whichever answer settles the charge first:
     // this job's, or Stripe's webhook.
     if reservation.card_last4.is_none()
         && let Some(last4) = card_last4(state, &payment_method).await
     {
-        db::set_card_last4(&mut *state.db.acquire().await.map_err(retry)?, id, &last4)
-            .await
-            .map_err(retry)?;
+        db::set_card_last4(&mut *state.db.acquire().await?, id, &last4).await?;
     }
     let request = ChargeRequest {
         customer_id: CustomerId::new(customer),
@@ -185,34 +198,29 @@ pub async fn charge(state: &AppState, id: Uuid) -> Result<(), JobFailure> {
         reservation_id: id,
         idempotency_key: format!("reservation:{id}:charge"),
     };
-    match state.payments.charge_off_session(&request).await {
-        Ok(outcome) => settle(state, id, &outcome).await.map_err(retry),
+    let outcome = match state.payments.charge_off_session(&request).await {
+        Ok(outcome) => outcome,
         Err(PaymentError::Unavailable(message)) => {
-            db::count_charge_attempt(&mut *state.db.acquire().await.map_err(retry)?, id)
-                .await
-                .map_err(retry)?;
-            Err(JobFailure::Retry(anyhow::anyhow!(
-                "Stripe is unavailable: {message}"
-            )))
+            db::count_charge_attempt(&mut *state.db.acquire().await?, id).await?;
+            return Ok(ChargeAttempt::ProviderUnavailable(message));
         }
         Err(error @ PaymentError::Unexpected(_)) => {
-            // The charge's fate at Stripe is unknown: keep it pending; the reconciler asks
-            // again later with the same key, which can only return the same PaymentIntent.
-            Err(JobFailure::Abort(
+            return Ok(ChargeAttempt::Unknown(
                 anyhow::Error::new(error).context("unreadable answer to a charge"),
-            ))
+            ));
         }
         Err(PaymentError::Rejected { code, message, .. }) => {
             tracing::error!(reservation.id = %id, %code, %message, "Stripe refused the charge request");
-            let outcome = ChargeOutcome::Declined {
+            ChargeOutcome::Declined {
                 payment_intent_id: None,
                 code,
                 decline_code: None,
                 message,
-            };
-            settle(state, id, &outcome).await.map_err(retry)
+            }
         }
-    }
+    };
+    settle(state, id, &outcome).await?;
+    Ok(ChargeAttempt::Settled)
 }
 
 /// The card's last four digits for the receipt; a receipt without them beats none.
@@ -224,10 +232,6 @@ async fn card_last4(state: &AppState, payment_method: &str) -> Option<String> {
             None
         }
     }
-}
-
-fn retry(error: impl Into<anyhow::Error>) -> JobFailure {
-    JobFailure::Retry(error.into())
 }
 
 /// Records how a charge ended (from the charge job or Stripe's webhook), with its email, if
@@ -307,55 +311,10 @@ pub async fn settle_in(
     )
     .await?;
     if let Some(notice) = notice {
-        outbox::write(conn, &settled, &notice).await?;
+        notices::write(conn, &settled, &notice).await?;
     }
     tracing::info!(reservation.id = %id, payment_status = ?status, "charge settled");
     Ok(Some(settled))
-}
-
-/// Delivers one outbox email, if it is due and nobody else is sending it.
-pub async fn deliver_email(state: &AppState, outbox_id: Uuid) -> Result<(), JobFailure> {
-    let claimed = outbox::claim(&mut *state.db.acquire().await.map_err(retry)?, outbox_id)
-        .await
-        .map_err(retry)?;
-    let Some(email) = claimed else {
-        return Ok(());
-    };
-    match state.mailer.send(&email).await {
-        Ok(()) => {
-            outbox::mark_sent(&mut *state.db.acquire().await.map_err(retry)?, email.id)
-                .await
-                .map_err(retry)?;
-            tracing::info!(outbox.id = %email.id, "email sent");
-            Ok(())
-        }
-        Err(failure) if failure.permanent || email.attempts >= outbox::MAX_ATTEMPTS => {
-            let error = failure.to_string();
-            outbox::mark_given_up(
-                &mut *state.db.acquire().await.map_err(retry)?,
-                email.id,
-                &error,
-            )
-            .await
-            .map_err(retry)?;
-            tracing::error!(outbox.id = %email.id, attempts = email.attempts, %error, "email given up on; it stays in the outbox marked failed");
-            Ok(())
-        }
-        Err(failure) => {
-            let error = failure.to_string();
-            let retry_at = Utc::now() + outbox::backoff(email.attempts);
-            outbox::mark_failed(
-                &mut *state.db.acquire().await.map_err(retry)?,
-                email.id,
-                &error,
-                retry_at,
-            )
-            .await
-            .map_err(retry)?;
-            tracing::warn!(outbox.id = %email.id, attempts = email.attempts, %error, "email not sent; will retry");
-            Ok(())
-        }
-    }
 }
 
 /// Overdue work for the reconciler: (ended, lapsed holds, charges stuck pending).

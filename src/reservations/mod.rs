@@ -7,13 +7,14 @@ pub mod billing;
 mod db;
 pub mod lifecycle;
 pub mod model;
+pub mod notices;
 mod payment;
 mod routes;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

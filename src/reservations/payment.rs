@@ -17,13 +17,13 @@ use uuid::Uuid;
 use super::db;
 use super::lifecycle;
 use super::model::{Reservation, Status, invalid_state};
-use crate::app::AppState;
+use super::notices::{self, Notice};
 use crate::auth::AuthUser;
-use crate::email::{Notice, outbox};
 use crate::error::{AppError, AppResult};
 use crate::payments::{
     ChargeOutcome, CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
 };
+use crate::state::AppState;
 
 /// Answers a failed Stripe call: 503 when trying again may work, 502 otherwise.
 fn payment_error(error: PaymentError) -> AppError {
@@ -167,7 +167,7 @@ async fn confirm_in(
                 .ok_or_else(|| {
                     AppError::conflict("invalid_state", "the reservation changed meanwhile")
                 })?;
-            outbox::write(conn, &confirmed, &Notice::Confirmed).await?;
+            notices::write(conn, &confirmed, &Notice::Confirmed).await?;
             tracing::info!(reservation.id = %reservation.id, "reservation confirmed");
             Ok(Confirmation::Now(confirmed))
         }

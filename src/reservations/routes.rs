@@ -12,16 +12,16 @@ use super::model::{
     Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
     Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
 };
+use super::notices::{self, Notice};
 use super::{lifecycle, payment};
-use crate::app::AppState;
 use crate::auth::token::new_guest_token;
 use crate::auth::{self, AuthUser, model::Email};
-use crate::email::{Notice, outbox};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{self, Page, decode_cursor, encode_cursor};
 use crate::spots;
 use crate::spots::model::Spot;
+use crate::state::AppState;
 use crate::time_window::to_stored_precision;
 
 fn no_such_reservation() -> AppError {
@@ -184,7 +184,7 @@ async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Rese
     db::lock_spot(&mut tx, new.spot_id).await?;
     let expired = db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
     for lapsed in &expired {
-        outbox::write(&mut tx, lapsed, &Notice::HoldExpired).await?;
+        notices::write(&mut tx, lapsed, &Notice::HoldExpired).await?;
     }
     let reservation = db::insert(&mut tx, new).await?;
     tx.commit().await?;
@@ -333,7 +333,7 @@ pub async fn change(
         reservation.rate_cents_per_hour,
     );
     let changed = db::change_end(&mut tx, id, ends_at, new_bill).await?;
-    outbox::write(&mut tx, &changed, &Notice::Changed).await?;
+    notices::write(&mut tx, &changed, &Notice::Changed).await?;
     tx.commit().await?;
     lifecycle::schedule_follow_up(&state, &changed).await;
     tracing::info!(version = changed.version, "reservation changed");
@@ -415,7 +415,7 @@ pub async fn cancel(
         ));
     }
     let cancelled = db::cancel(&mut tx, id).await?;
-    outbox::write(&mut tx, &cancelled, &Notice::Cancelled).await?;
+    notices::write(&mut tx, &cancelled, &Notice::Cancelled).await?;
     tx.commit().await?;
     lifecycle::schedule_follow_up(&state, &cancelled).await;
     tracing::info!("reservation cancelled");

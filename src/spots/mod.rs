@@ -10,7 +10,7 @@ mod rules;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub use db::NEAREST_SQL;
 

@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::db;
 use super::model::{NewSpot, SearchQuery, Spot, SpotChanges, SpotDetail, SpotMatch};
-use crate::app::AppState;
 use crate::auth::Operator;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, encode_cursor};
+use crate::state::AppState;
 
 fn no_such_spot() -> AppError {
     AppError::NotFound("no such spot".into())

@@ -1,5 +1,10 @@
-//! Cross-cutting response handling: one problem+json shape for every error, and one log
-//! line for every server error.
+//! Cross-cutting request and response handling, applied in `app::router`: one problem+json
+//! shape for every error and one log line for every server error, browser safety headers,
+//! the per-client rate limit, metrics, and `Idempotency-Key`.
+
+pub mod idempotency;
+pub mod metrics;
+pub mod rate_limit;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -26,12 +26,12 @@ use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 
-use crate::app::AppState;
 use crate::auth::token::{GUEST_TOKEN_PREFIX, hash_guest_token};
 use crate::auth::{AuthUser, bearer_token};
 use crate::error::AppError;
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::rate_limit::client_ip;
+use crate::state::AppState;
 
 /// Responses larger than this are not kept (none of ours come near it).
 const MAX_STORED_RESPONSE_BYTES: usize = 1024 * 1024;

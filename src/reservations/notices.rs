@@ -1,9 +1,15 @@
-//! The text of each email. Plain text, times in New York time, money in dollars.
+//! What a reservation's driver is told, and when: every change is announced by an email
+//! written to the outbox in the same transaction as the change. Plain text, times in New
+//! York time, money in dollars.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::America::New_York;
+use sqlx::PgConnection;
+use uuid::Uuid;
 
-use crate::reservations::model::Reservation;
+use super::model::Reservation;
+use crate::email::outbox::{self, NewEmail};
+use crate::spots;
 
 /// What happened to a reservation, worth telling its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +39,35 @@ impl Notice {
             Self::PaymentFailed { .. } => "payment_failed",
         }
     }
+}
+
+/// Writes the email announcing `notice` for the reservation; call it inside the
+/// transaction that makes the change, so the two commit or roll back together.
+pub async fn write(
+    conn: &mut PgConnection,
+    reservation: &Reservation,
+    notice: &Notice,
+) -> sqlx::Result<Uuid> {
+    let spot = spots::db::find(&mut *conn, reservation.spot_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let place = Place {
+        meter_number: spot.meter_number,
+        street: spot.street,
+        borough: spot.borough,
+    };
+    let (subject, body) = compose(notice, reservation, &place);
+    outbox::insert(
+        conn,
+        &NewEmail {
+            reservation_id: Some(reservation.id),
+            kind: notice.kind(),
+            to_address: &reservation.email,
+            subject: &subject,
+            body: &body,
+        },
+    )
+    .await
 }
 
 /// Where the spot is, for people: "meter 1083076, West 85 Street, Manhattan".
@@ -88,10 +123,8 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
             ),
         ),
         Notice::Receipt => {
-            let minutes = crate::reservations::billing::billable_minutes(
-                reservation.starts_at,
-                reservation.ends_at,
-            );
+            let minutes =
+                super::billing::billable_minutes(reservation.starts_at, reservation.ends_at);
             let card = reservation.card_last4.as_deref().map_or_else(
                 || "the card on file".to_owned(),
                 |last4| format!("the card ending in {last4}"),
