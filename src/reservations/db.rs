@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::access::Caller;
 use super::billing::Bill;
-use super::model::{PaymentStatus, Reservation, Scope};
+use super::model::{PaymentStatus, Reservation, Scope, live_sql, sql_status};
 use crate::error::{AppError, AppResult, ResultExt as _};
 use crate::time_window::TimeWindow;
 
@@ -21,16 +21,15 @@ macro_rules! columns {
 }
 
 macro_rules! returning {
-    ($sql:literal) => {
-        concat!($sql, " returning ", columns!())
+    ($($sql:expr),+ $(,)?) => {
+        concat!($($sql),+, " returning ", columns!())
     };
 }
 
 /// Held (and not lapsed) or confirmed, and not over: what a driver calls current.
 macro_rules! current {
     () => {
-        "(status in ('held', 'confirmed') and ends_at > now() \
-          and (status = 'confirmed' or hold_expires_at > now()))"
+        concat!("(ends_at > now() and ", live_sql!(""), ")")
     };
 }
 
@@ -63,9 +62,14 @@ pub async fn expire_lapsed_holds(
     window: &TimeWindow,
 ) -> sqlx::Result<Vec<Reservation>> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'expired', payment_status = 'not_required',
-                version = version + 1, updated_at = now()
-         where spot_id = $1 and status = 'held' and hold_expires_at <= now()
+        "update reservations set status = ",
+        sql_status!(Expired),
+        ", payment_status = ",
+        sql_status!(NotRequired),
+        ", version = version + 1, updated_at = now()
+         where spot_id = $1 and status = ",
+        sql_status!(Held),
+        " and hold_expires_at <= now()
            and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')"
     ))
     .bind(spot_id)
@@ -133,10 +137,14 @@ pub async fn attach_setup_intent(
 /// Removes a booking whose card setup could not even be started, so a failed request
 /// leaves nothing behind and can be retried.
 pub async fn discard_unstarted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("delete from reservations where id = $1 and status = 'held' and stripe_setup_intent_id is null")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(concat!(
+        "delete from reservations where id = $1 and status = ",
+        sql_status!(Held),
+        " and stripe_setup_intent_id is null"
+    ))
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -189,21 +197,24 @@ pub async fn find_by_setup_intent(
     .await
 }
 
-/// `held` → `confirmed` with the saved card. `None` when it was not held any more.
+/// `held` → `confirmed` with the saved card, on a row the caller locked and checked.
 pub async fn confirm(
     conn: &mut PgConnection,
     id: Uuid,
     payment_method_id: &str,
-) -> sqlx::Result<Option<Reservation>> {
+) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'confirmed', payment_status = 'card_saved',
-                stripe_payment_method_id = $2, hold_expires_at = null,
+        "update reservations set status = ",
+        sql_status!(Confirmed),
+        ", payment_status = ",
+        sql_status!(CardSaved),
+        ", stripe_payment_method_id = $2, hold_expires_at = null,
                 version = version + 1, updated_at = now()
-         where id = $1 and status = 'held'"
+         where id = $1"
     ))
     .bind(id)
     .bind(payment_method_id)
-    .fetch_optional(conn)
+    .fetch_one(conn)
     .await
 }
 
@@ -228,8 +239,11 @@ pub async fn change_end(
 
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'cancelled', payment_status = 'not_required',
-                amount_cents = 0, version = version + 1, updated_at = now()
+        "update reservations set status = ",
+        sql_status!(Cancelled),
+        ", payment_status = ",
+        sql_status!(NotRequired),
+        ", amount_cents = 0, version = version + 1, updated_at = now()
          where id = $1"
     ))
     .bind(id)
@@ -339,10 +353,14 @@ pub async fn complete(
     bill: Bill,
 ) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'completed', completed_at = now(), ends_at = $2,
-                amount_cents = $3,
-                payment_status = case when $3 = 0 then 'not_required' else 'charge_pending' end,
-                version = version + 1, updated_at = now()
+        "update reservations set status = ",
+        sql_status!(Completed),
+        ", completed_at = now(), ends_at = $2, amount_cents = $3,
+                payment_status = case when $3 = 0 then ",
+        sql_status!(NotRequired),
+        " else ",
+        sql_status!(ChargePending),
+        " end, version = version + 1, updated_at = now()
          where id = $1"
     ))
     .bind(id)
@@ -354,8 +372,11 @@ pub async fn complete(
 
 pub async fn expire(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set status = 'expired', payment_status = 'not_required',
-                version = version + 1, updated_at = now()
+        "update reservations set status = ",
+        sql_status!(Expired),
+        ", payment_status = ",
+        sql_status!(NotRequired),
+        ", version = version + 1, updated_at = now()
          where id = $1"
     ))
     .bind(id)
@@ -431,25 +452,27 @@ pub async fn overdue(
     conn: &mut PgConnection,
     limit: i64,
 ) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)> {
-    let ended = sqlx::query_scalar(
-        "select id from reservations where status = 'confirmed' and ends_at <= now() - interval '5 seconds'
-         order by ends_at limit $1",
-    )
+    let ended = sqlx::query_scalar(concat!(
+        "select id from reservations where status = ",
+        sql_status!(Confirmed),
+        " and ends_at <= now() - interval '5 seconds' order by ends_at limit $1"
+    ))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let lapsed = sqlx::query_scalar(
-        "select id from reservations where status = 'held' and hold_expires_at <= now() - interval '5 seconds'
-         order by hold_expires_at limit $1",
-    )
+    let lapsed = sqlx::query_scalar(concat!(
+        "select id from reservations where status = ",
+        sql_status!(Held),
+        " and hold_expires_at <= now() - interval '5 seconds' order by hold_expires_at limit $1"
+    ))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let charges = sqlx::query_scalar(
-        "select id from reservations where payment_status = 'charge_pending'
-           and updated_at <= now() - interval '60 seconds'
-         order by updated_at limit $1",
-    )
+    let charges = sqlx::query_scalar(concat!(
+        "select id from reservations where payment_status = ",
+        sql_status!(ChargePending),
+        " and updated_at <= now() - interval '60 seconds' order by updated_at limit $1"
+    ))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;

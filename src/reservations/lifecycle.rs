@@ -8,6 +8,7 @@ use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::actions::{Action, Refusal};
 use super::billing::bill;
 use super::db;
 use super::model::{PaymentStatus, Reservation, Status};
@@ -90,12 +91,13 @@ pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyho
     let Some(reservation) = db::lock(&mut tx, id).await? else {
         return Ok(Due::Moot);
     };
-    let stale = version.is_some_and(|v| v != reservation.version);
-    if reservation.status != Status::Confirmed || stale {
+    if version.is_some_and(|v| v != reservation.version) {
         return Ok(Due::Moot);
     }
-    if reservation.ends_at > Utc::now() {
-        return Ok(Due::NotYet);
+    match reservation.check(Action::Complete, Utc::now()) {
+        Ok(()) => {}
+        Err(Refusal::NotYet) => return Ok(Due::NotYet),
+        Err(_) => return Ok(Due::Moot),
     }
     let completed = finish(&mut tx, &reservation, reservation.ends_at).await?;
     tx.commit().await?;
@@ -130,14 +132,10 @@ pub async fn expire_hold(state: &AppState, id: Uuid) -> anyhow::Result<Due> {
     let Some(reservation) = db::lock(&mut tx, id).await? else {
         return Ok(Due::Moot);
     };
-    if reservation.status != Status::Held {
-        return Ok(Due::Moot);
-    }
-    if reservation
-        .hold_expires_at
-        .is_some_and(|at| at > Utc::now())
-    {
-        return Ok(Due::NotYet);
+    match reservation.check(Action::Expire, Utc::now()) {
+        Ok(()) => {}
+        Err(Refusal::NotYet) => return Ok(Due::NotYet),
+        Err(_) => return Ok(Due::Moot),
     }
     let expired = db::expire(&mut tx, id).await?;
     notices::write(&mut tx, &expired, &Notice::HoldExpired).await?;
@@ -167,7 +165,7 @@ pub enum ChargeAttempt {
 /// with PostgreSQL.
 pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt> {
     let reservation = db::get(&mut *state.db.acquire().await?, id).await?;
-    if reservation.payment_status != PaymentStatus::ChargePending {
+    if reservation.check(Action::Charge, Utc::now()).is_err() {
         return Ok(ChargeAttempt::Settled);
     }
     let (Some(customer), Some(payment_method)) = (
@@ -256,11 +254,7 @@ pub async fn settle_in(
     let reservation = db::lock(conn, id)
         .await?
         .context("the charged reservation is gone")?;
-    let waiting = matches!(
-        reservation.payment_status,
-        PaymentStatus::ChargePending | PaymentStatus::RequiresAction
-    );
-    if !waiting {
+    if !reservation.awaits_payment_result() {
         return Ok(None);
     }
     let (status, payment_intent, error, notice) = match outcome {

@@ -3,6 +3,7 @@
 //! live rows (see `migrations/0003_reservations.sql`).
 
 mod access;
+pub mod actions;
 pub mod billing;
 mod db;
 pub mod lifecycle;

@@ -38,13 +38,61 @@ impl Status {
     }
 }
 
-/// 409 for a change the reservation's status does not allow.
-pub fn invalid_state(status: Status) -> AppError {
-    AppError::conflict(
-        "invalid_state",
-        format!("the reservation is {}", status.as_str()),
-    )
+/// A status or payment status as SQL text, named by its variant: for queries whose
+/// predicates must match a partial index word for word (under generic plans a bound
+/// parameter cannot, and the reconciler's and search's indexes are partial), and for the
+/// states a statement sets. A unit test holds every arm against the enums' own encoding.
+macro_rules! sql_status {
+    (Held) => {
+        "'held'"
+    };
+    (Confirmed) => {
+        "'confirmed'"
+    };
+    (Completed) => {
+        "'completed'"
+    };
+    (Expired) => {
+        "'expired'"
+    };
+    (Cancelled) => {
+        "'cancelled'"
+    };
+    (CardSaved) => {
+        "'card_saved'"
+    };
+    (ChargePending) => {
+        "'charge_pending'"
+    };
+    (NotRequired) => {
+        "'not_required'"
+    };
 }
+pub(crate) use sql_status;
+
+/// The predicate of a live reservation (it holds its spot: confirmed, or held and not
+/// lapsed), over columns named with `prefix` (`""` or `"r."`). Literal, so it matches the
+/// partial index `reservations_active_by_spot_idx`.
+macro_rules! live_sql {
+    ($prefix:literal) => {
+        concat!(
+            "(",
+            $prefix,
+            "status in (",
+            $crate::reservations::model::sql_status!(Held),
+            ", ",
+            $crate::reservations::model::sql_status!(Confirmed),
+            ") and (",
+            $prefix,
+            "status = ",
+            $crate::reservations::model::sql_status!(Confirmed),
+            " or ",
+            $prefix,
+            "hold_expires_at > now()))"
+        )
+    };
+}
+pub(crate) use live_sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -426,6 +474,43 @@ mod tests {
             fields(window(Some(30 * 24 * 60 + 1), None, Some(60))),
             ["starts_at"]
         );
+    }
+
+    #[test]
+    fn sql_statuses_are_the_enums_own_words() {
+        let text = |value: &dyn erased::Encoded| value.sql_text();
+        for (sql, expected) in [
+            (sql_status!(Held), text(&Status::Held)),
+            (sql_status!(Confirmed), text(&Status::Confirmed)),
+            (sql_status!(Completed), text(&Status::Completed)),
+            (sql_status!(Expired), text(&Status::Expired)),
+            (sql_status!(Cancelled), text(&Status::Cancelled)),
+            (sql_status!(CardSaved), text(&PaymentStatus::CardSaved)),
+            (
+                sql_status!(ChargePending),
+                text(&PaymentStatus::ChargePending),
+            ),
+            (sql_status!(NotRequired), text(&PaymentStatus::NotRequired)),
+        ] {
+            assert_eq!(sql, expected);
+        }
+    }
+
+    /// The text a status is stored as, quoted as SQL would, read from its serde form
+    /// (the same snake_case words as its `sqlx::Type`).
+    mod erased {
+        pub trait Encoded {
+            fn sql_text(&self) -> String;
+        }
+
+        impl<T: serde::Serialize> Encoded for T {
+            fn sql_text(&self) -> String {
+                format!(
+                    "'{}'",
+                    serde_json::to_value(self).unwrap().as_str().unwrap()
+                )
+            }
+        }
     }
 
     #[test]

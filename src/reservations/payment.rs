@@ -11,12 +11,14 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::actions::{Action, Refusal};
 use super::db;
 use super::lifecycle;
-use super::model::{Reservation, Status, invalid_state};
+use super::model::{Reservation, Status};
 use super::notices::{self, Notice};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
@@ -140,14 +142,14 @@ pub async fn confirm_with_card(
             Ok(confirmed)
         }
         Confirmation::Already(current) => Ok(current),
-        Confirmation::TooLate(status) => Err(invalid_state(status)),
+        Confirmation::Refused(refusal) => Err(refusal.into()),
     }
 }
 
 enum Confirmation {
     Now(Reservation),
     Already(Reservation),
-    TooLate(Status),
+    Refused(Refusal),
 }
 
 /// Confirms a held reservation with its confirmation email, in the caller's transaction.
@@ -160,19 +162,15 @@ async fn confirm_in(
     let current = db::lock(conn, reservation.id)
         .await?
         .ok_or_else(|| AppError::NotFound("no such reservation".into()))?;
-    match current.status {
-        Status::Held => {
-            let confirmed = db::confirm(conn, reservation.id, payment_method)
-                .await?
-                .ok_or_else(|| {
-                    AppError::conflict("invalid_state", "the reservation changed meanwhile")
-                })?;
+    match current.check(Action::Confirm, Utc::now()) {
+        Ok(()) => {
+            let confirmed = db::confirm(conn, reservation.id, payment_method).await?;
             notices::write(conn, &confirmed, &Notice::Confirmed).await?;
             tracing::info!(reservation.id = %reservation.id, "reservation confirmed");
             Ok(Confirmation::Now(confirmed))
         }
-        Status::Confirmed => Ok(Confirmation::Already(current)),
-        other => Ok(Confirmation::TooLate(other)),
+        Err(Refusal::AlreadyConfirmed) => Ok(Confirmation::Already(current)),
+        Err(refusal) => Ok(Confirmation::Refused(refusal)),
     }
 }
 
@@ -243,7 +241,7 @@ pub async fn stripe_webhook(
             payment_method,
         }) => match confirm_in(&mut tx, &reservation, &payment_method).await? {
             Confirmation::Now(confirmed) => Some(confirmed),
-            Confirmation::Already(_) | Confirmation::TooLate(_) => None,
+            Confirmation::Already(_) | Confirmation::Refused(_) => None,
         },
         Some(Effect::Settle {
             reservation_id,

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::access::{Booker, Caller};
+use super::actions::{Action, Refusal};
 use super::billing::bill;
 use super::db::{self, NewReservation};
 use super::model::{
     Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
-    Reservation, ReservationView, Scope, Status, invalid_state, parse_plate,
+    Reservation, ReservationView, Scope, parse_plate,
 };
 use super::notices::{self, Notice};
 use super::{lifecycle, payment};
@@ -237,35 +238,58 @@ pub async fn confirm(
     let reservation = db::find_for(&mut *state.db.acquire().await?, id, &caller)
         .await?
         .ok_or_else(no_such_reservation)?;
-    match reservation.status {
-        Status::Confirmed => return Ok(axum::Json(ReservationView::from(&reservation))),
-        Status::Held => {}
-        other => return Err(invalid_state(other)),
+    match reservation.check(Action::Confirm, Utc::now()) {
+        Ok(()) => {}
+        Err(Refusal::AlreadyConfirmed) => {
+            return Ok(axum::Json(ReservationView::from(&reservation)));
+        }
+        Err(refusal) => return Err(refusal.into()),
     }
     let payment_method = payment::saved_card(&state, &reservation).await?;
     let confirmed = payment::confirm_with_card(&state, &reservation, &payment_method).await?;
     Ok(axum::Json(ReservationView::from(&confirmed)))
 }
 
-/// Locks a reservation the caller may change, and its spot first, inside the transaction.
-async fn lock_for(
-    conn: &mut sqlx::PgConnection,
-    id: Uuid,
-    caller: &Caller,
-) -> AppResult<Reservation> {
-    let found = db::find_for(conn, id, caller)
-        .await?
-        .ok_or_else(no_such_reservation)?;
-    db::lock_spot(conn, found.spot_id).await?;
-    db::lock(conn, id).await?.ok_or_else(no_such_reservation)
+/// A reservation the caller may act on, locked (its spot's lock first, as on every path
+/// that writes a live booking) in a transaction of its own, and checked for the action.
+/// Change, end and cancel each write their step into `tx`, then [`Locked::commit`].
+struct Locked {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    reservation: Reservation,
 }
 
-/// Whether the reservation still holds its spot: confirmed, or held and not lapsed.
-fn is_live(reservation: &Reservation, now: DateTime<Utc>) -> bool {
-    match reservation.status {
-        Status::Confirmed => true,
-        Status::Held => reservation.hold_expires_at.is_some_and(|at| at > now),
-        _ => false,
+impl Locked {
+    async fn take(
+        state: &AppState,
+        id: Uuid,
+        caller: &Caller,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> AppResult<Self> {
+        let mut tx = state.db.begin().await?;
+        let found = db::find_for(&mut tx, id, caller)
+            .await?
+            .ok_or_else(no_such_reservation)?;
+        db::lock_spot(&mut tx, found.spot_id).await?;
+        let reservation = db::lock(&mut tx, id)
+            .await?
+            .ok_or_else(no_such_reservation)?;
+        reservation.check(action, now)?;
+        Ok(Self { tx, reservation })
+    }
+
+    /// Commits the step, then schedules what follows from its result (jobs, emails).
+    async fn commit(self, state: &AppState, changed: Reservation) -> AppResult<Reservation> {
+        self.tx.commit().await?;
+        lifecycle::schedule_follow_up(state, &changed).await;
+        Ok(changed)
+    }
+}
+
+/// A refused action is a conflict with the reservation's state.
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        AppError::conflict("invalid_state", refusal.to_string())
     }
 }
 
@@ -290,14 +314,8 @@ pub async fn change(
     Json(body): Json<ChangeRequest>,
 ) -> AppResult<axum::Json<ReservationView>> {
     let now = Utc::now();
-    let mut tx = state.db.begin().await?;
-    let reservation = lock_for(&mut tx, id, &caller).await?;
-    if !is_live(&reservation, now) || reservation.ends_at <= now {
-        return Err(AppError::conflict(
-            "invalid_state",
-            "the reservation is over and can no longer change",
-        ));
-    }
+    let mut locked = Locked::take(&state, id, &caller, Action::Change, now).await?;
+    let reservation = &locked.reservation;
     let ends_at = to_stored_precision(body.ends_at.max(now));
     if body.ends_at < now - chrono::Duration::seconds(60) {
         return Err(AppError::validation("ends_at", "must not be in the past"));
@@ -317,7 +335,7 @@ pub async fn change(
             ),
         ));
     }
-    let spot = spots::db::find(&mut tx, reservation.spot_id)
+    let spot = spots::db::find(&mut locked.tx, reservation.spot_id)
         .await?
         .ok_or_else(no_such_reservation)?;
     if ends_at - reservation.starts_at > chrono::Duration::minutes(i64::from(spot.max_stay_minutes))
@@ -332,10 +350,9 @@ pub async fn change(
         ends_at,
         reservation.rate_cents_per_hour,
     );
-    let changed = db::change_end(&mut tx, id, ends_at, new_bill).await?;
-    notices::write(&mut tx, &changed, &Notice::Changed).await?;
-    tx.commit().await?;
-    lifecycle::schedule_follow_up(&state, &changed).await;
+    let changed = db::change_end(&mut locked.tx, id, ends_at, new_bill).await?;
+    notices::write(&mut locked.tx, &changed, &Notice::Changed).await?;
+    let changed = locked.commit(&state, changed).await?;
     tracing::info!(version = changed.version, "reservation changed");
     Ok(axum::Json(ReservationView::from(&changed)))
 }
@@ -358,26 +375,9 @@ pub async fn end(
     Path(id): Path<Uuid>,
 ) -> AppResult<axum::Json<ReservationView>> {
     let now = to_stored_precision(Utc::now());
-    let mut tx = state.db.begin().await?;
-    let reservation = lock_for(&mut tx, id, &caller).await?;
-    if reservation.status != Status::Confirmed {
-        return Err(invalid_state(reservation.status));
-    }
-    if now < reservation.starts_at {
-        return Err(AppError::conflict(
-            "invalid_state",
-            "the reservation has not started; cancel it instead",
-        ));
-    }
-    if now >= reservation.ends_at {
-        return Err(AppError::conflict(
-            "invalid_state",
-            "the reservation is already over",
-        ));
-    }
-    let ended = lifecycle::finish(&mut tx, &reservation, now).await?;
-    tx.commit().await?;
-    lifecycle::schedule_follow_up(&state, &ended).await;
+    let mut locked = Locked::take(&state, id, &caller, Action::End, now).await?;
+    let ended = lifecycle::finish(&mut locked.tx, &locked.reservation, now).await?;
+    let ended = locked.commit(&state, ended).await?;
     tracing::info!(amount_cents = ended.amount_cents, "reservation ended early");
     Ok(axum::Json(ReservationView::from(&ended)))
 }
@@ -399,25 +399,10 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> AppResult<axum::Json<ReservationView>> {
-    let now = Utc::now();
-    let mut tx = state.db.begin().await?;
-    let reservation = lock_for(&mut tx, id, &caller).await?;
-    if !matches!(reservation.status, Status::Held | Status::Confirmed) {
-        return Err(invalid_state(reservation.status));
-    }
-    // A hold whose card was never saved can be let go at any time, even one that starts
-    // now: nothing was promised and nothing is owed. A confirmed booking that has started
-    // is ended instead, and billed for the minutes used.
-    if reservation.status == Status::Confirmed && now >= reservation.starts_at {
-        return Err(AppError::conflict(
-            "invalid_state",
-            "the reservation has started; end it instead",
-        ));
-    }
-    let cancelled = db::cancel(&mut tx, id).await?;
-    notices::write(&mut tx, &cancelled, &Notice::Cancelled).await?;
-    tx.commit().await?;
-    lifecycle::schedule_follow_up(&state, &cancelled).await;
+    let mut locked = Locked::take(&state, id, &caller, Action::Cancel, Utc::now()).await?;
+    let cancelled = db::cancel(&mut locked.tx, id).await?;
+    notices::write(&mut locked.tx, &cancelled, &Notice::Cancelled).await?;
+    let cancelled = locked.commit(&state, cancelled).await?;
     tracing::info!("reservation cancelled");
     Ok(axum::Json(ReservationView::from(&cancelled)))
 }

@@ -8,6 +8,7 @@ use super::model::{
     BusyInterval, Circle, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
 };
 use crate::error::{AppError, AppResult, ResultExt as _};
+use crate::reservations::model::live_sql;
 
 macro_rules! spot_columns {
     ($alias:literal) => {
@@ -95,8 +96,8 @@ macro_rules! taken_join {
     ($from:literal, $to:literal) => {
         concat!(
             " left join lateral (select true as spot_taken from reservations r",
-            " where r.spot_id = s.id and r.status in ('held', 'confirmed')",
-            " and (r.status = 'confirmed' or r.hold_expires_at > now())",
+            " where r.spot_id = s.id and ",
+            live_sql!("r."),
             " and r.ends_at > ",
             $from,
             " and r.starts_at < ",
@@ -325,13 +326,12 @@ pub async fn busy_next_day(
     conn: &mut PgConnection,
     spot_id: Uuid,
 ) -> sqlx::Result<Vec<BusyInterval>> {
-    sqlx::query_as(
-        "select starts_at, ends_at from reservations
-         where spot_id = $1 and status in ('held', 'confirmed')
-           and (status = 'confirmed' or hold_expires_at > now())
-           and tstzrange(starts_at, ends_at, '[)') && tstzrange(now(), now() + interval '24 hours', '[)')
-         order by starts_at",
-    )
+    sqlx::query_as(concat!(
+        "select starts_at, ends_at from reservations where spot_id = $1 and ",
+        live_sql!(""),
+        " and tstzrange(starts_at, ends_at, '[)') && tstzrange(now(), now() + interval '24 hours', '[)')
+         order by starts_at"
+    ))
     .bind(spot_id)
     .fetch_all(conn)
     .await

@@ -1,0 +1,266 @@
+//! The reservation state machine in one place: which action a reservation allows now, and
+//! why not. Routes, jobs and webhooks ask here before they change anything; the HTTP answer
+//! to a refusal is chosen by the caller.
+//!
+//! ```text
+//! held ──confirm──▶ confirmed ──complete / end──▶ completed
+//!   │                   │
+//!   ├──expire──▶ expired└──cancel (before the start)──▶ cancelled
+//!   └──cancel (any time)──▶ cancelled
+//! ```
+//!
+//! `held` and `confirmed` reservations are the live ones (a hold only until
+//! `hold_expires_at`); only they take part in the exclusion constraint.
+
+use chrono::{DateTime, Utc};
+
+use super::model::{PaymentStatus, Reservation, Status};
+
+/// What can be done to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Save the card: `held` → `confirmed`.
+    Confirm,
+    /// Move the end (extend or shorten).
+    Change,
+    /// End a running reservation now, by its driver.
+    End,
+    /// Give it up before it starts, or give up a hold.
+    Cancel,
+    /// A hold whose card was not saved in time lapses.
+    Expire,
+    /// The end has come: `confirmed` → `completed` with the final bill.
+    Complete,
+    /// Charge the final bill off-session.
+    Charge,
+}
+
+/// Why an action is refused now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The status does not allow the action at all.
+    #[error("the reservation is {}", .0.as_str())]
+    Status(Status),
+    /// Confirming what is confirmed already: nothing to do, and no error for the caller.
+    #[error("the reservation is confirmed already")]
+    AlreadyConfirmed,
+    #[error("the reservation is over and can no longer change")]
+    Over,
+    #[error("the reservation has not started; cancel it instead")]
+    NotStarted,
+    #[error("the reservation has started; end it instead")]
+    Started,
+    #[error("the reservation is already over")]
+    AlreadyOver,
+    /// A timed step (an end, an expiry) whose time has not come.
+    #[error("its time has not come")]
+    NotYet,
+    #[error("no charge is waiting")]
+    NothingToCharge,
+}
+
+impl Reservation {
+    /// Whether the reservation still holds its spot: confirmed, or held and not lapsed.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            Status::Confirmed => true,
+            Status::Held => self.hold_expires_at.is_some_and(|at| at > now),
+            _ => false,
+        }
+    }
+
+    /// Whether `action` is allowed at `now`, and why not.
+    pub fn check(&self, action: Action, now: DateTime<Utc>) -> Result<(), Refusal> {
+        use Status::{Cancelled, Completed, Confirmed, Expired, Held};
+        match (action, self.status) {
+            (Action::Confirm, Held) => Ok(()),
+            (Action::Confirm, Confirmed) => Err(Refusal::AlreadyConfirmed),
+            (Action::Change, _) if !self.is_live(now) || self.ends_at <= now => Err(Refusal::Over),
+            (Action::Change, _) => Ok(()),
+            (Action::End, Confirmed) if now < self.starts_at => Err(Refusal::NotStarted),
+            (Action::End, Confirmed) if now >= self.ends_at => Err(Refusal::AlreadyOver),
+            (Action::End, Confirmed) => Ok(()),
+            // A hold can be let go at any time (nothing was promised, nothing is owed); a
+            // confirmed booking that has started is ended, and billed, instead.
+            (Action::Cancel, Held) => Ok(()),
+            (Action::Cancel, Confirmed) if now >= self.starts_at => Err(Refusal::Started),
+            (Action::Cancel, Confirmed) => Ok(()),
+            (Action::Expire, Held) if self.hold_expires_at.is_some_and(|at| at > now) => {
+                Err(Refusal::NotYet)
+            }
+            (Action::Expire, Held) => Ok(()),
+            (Action::Complete, Confirmed) if self.ends_at > now => Err(Refusal::NotYet),
+            (Action::Complete, Confirmed) => Ok(()),
+            (Action::Charge, _) if self.payment_status == PaymentStatus::ChargePending => Ok(()),
+            (Action::Charge, _) => Err(Refusal::NothingToCharge),
+            (
+                Action::Confirm | Action::End | Action::Cancel | Action::Expire | Action::Complete,
+                status @ (Held | Confirmed | Completed | Expired | Cancelled),
+            ) => Err(Refusal::Status(status)),
+        }
+    }
+
+    /// Whether a charge's result (from the charge job or Stripe's webhook) is still awaited:
+    /// a charge sent and not answered, or one the bank wanted authenticated.
+    pub fn awaits_payment_result(&self) -> bool {
+        matches!(
+            self.payment_status,
+            PaymentStatus::ChargePending | PaymentStatus::RequiresAction
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    /// A reservation from minute 0 to 60; a hold lapses at minute 15.
+    fn reservation(status: Status, payment_status: PaymentStatus) -> Reservation {
+        Reservation {
+            id: Uuid::nil(),
+            spot_id: Uuid::nil(),
+            user_id: None,
+            email: "a@example.com".into(),
+            vehicle_plate: None,
+            starts_at: at(0),
+            ends_at: at(60),
+            status,
+            payment_status,
+            rate_cents_per_hour: 450,
+            amount_cents: 450,
+            currency: "usd".into(),
+            version: 1,
+            hold_expires_at: (status == Status::Held).then(|| at(15)),
+            stripe_customer_id: None,
+            stripe_setup_intent_id: None,
+            stripe_payment_method_id: None,
+            card_last4: None,
+            payment_error: None,
+            created_at: at(-10),
+            updated_at: at(-10),
+        }
+    }
+
+    /// The whole table: every status, every action, before the start (minute -5), while
+    /// a hold is unexpired (10), after it lapsed and while running (30), after the end (70).
+    #[test]
+    fn every_status_and_action() {
+        use Action::*;
+        use PaymentStatus as P;
+        use Refusal as R;
+        use Status::*;
+        let ok = Ok(());
+        // (status, payment status, action, [at -5, at 10, at 30, at 70])
+        type Row = (Status, PaymentStatus, Action, [Result<(), Refusal>; 4]);
+        let table: Vec<Row> = vec![
+            (Held, P::SetupPending, Confirm, [ok, ok, ok, ok]),
+            (
+                Held,
+                P::SetupPending,
+                Change,
+                [ok, ok, Err(R::Over), Err(R::Over)],
+            ),
+            (Held, P::SetupPending, End, [Err(R::Status(Held)); 4]),
+            (Held, P::SetupPending, Cancel, [ok, ok, ok, ok]),
+            (
+                Held,
+                P::SetupPending,
+                Expire,
+                [Err(R::NotYet), Err(R::NotYet), ok, ok],
+            ),
+            (Held, P::SetupPending, Complete, [Err(R::Status(Held)); 4]),
+            (Held, P::SetupPending, Charge, [Err(R::NothingToCharge); 4]),
+            (
+                Confirmed,
+                P::CardSaved,
+                Confirm,
+                [Err(R::AlreadyConfirmed); 4],
+            ),
+            (Confirmed, P::CardSaved, Change, [ok, ok, ok, Err(R::Over)]),
+            (
+                Confirmed,
+                P::CardSaved,
+                End,
+                [Err(R::NotStarted), ok, ok, Err(R::AlreadyOver)],
+            ),
+            (
+                Confirmed,
+                P::CardSaved,
+                Cancel,
+                [ok, Err(R::Started), Err(R::Started), Err(R::Started)],
+            ),
+            (
+                Confirmed,
+                P::CardSaved,
+                Expire,
+                [Err(R::Status(Confirmed)); 4],
+            ),
+            (
+                Confirmed,
+                P::CardSaved,
+                Complete,
+                [Err(R::NotYet), Err(R::NotYet), Err(R::NotYet), ok],
+            ),
+            (
+                Confirmed,
+                P::CardSaved,
+                Charge,
+                [Err(R::NothingToCharge); 4],
+            ),
+            (Completed, P::ChargePending, Charge, [ok, ok, ok, ok]),
+            (Completed, P::Paid, Charge, [Err(R::NothingToCharge); 4]),
+            (Completed, P::Failed, Charge, [Err(R::NothingToCharge); 4]),
+            (Completed, P::ChargePending, Change, [Err(R::Over); 4]),
+        ];
+        let mut rows = table;
+        for status in [Completed, Expired, Cancelled] {
+            for action in [Confirm, End, Cancel, Expire, Complete] {
+                rows.push((status, P::NotRequired, action, [Err(R::Status(status)); 4]));
+            }
+            rows.push((status, P::NotRequired, Change, [Err(R::Over); 4]));
+            rows.push((status, P::NotRequired, Charge, [Err(R::NothingToCharge); 4]));
+        }
+        for (status, payment_status, action, expected) in rows {
+            let reservation = reservation(status, payment_status);
+            for (now, expected) in [at(-5), at(10), at(30), at(70)].into_iter().zip(expected) {
+                assert_eq!(
+                    reservation.check(action, now),
+                    expected,
+                    "{status:?}/{payment_status:?} {action:?} at {now}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_hold_is_live_until_it_lapses() {
+        let held = reservation(Status::Held, PaymentStatus::SetupPending);
+        assert!(held.is_live(at(14)));
+        assert!(!held.is_live(at(15)));
+        assert!(reservation(Status::Confirmed, PaymentStatus::CardSaved).is_live(at(70)));
+        assert!(!reservation(Status::Cancelled, PaymentStatus::NotRequired).is_live(at(0)));
+    }
+
+    #[test]
+    fn payment_results_are_awaited_while_pending_or_authenticating() {
+        for (payment_status, awaited) in [
+            (PaymentStatus::ChargePending, true),
+            (PaymentStatus::RequiresAction, true),
+            (PaymentStatus::Paid, false),
+            (PaymentStatus::Failed, false),
+            (PaymentStatus::CardSaved, false),
+        ] {
+            assert_eq!(
+                reservation(Status::Completed, payment_status).awaits_payment_result(),
+                awaited
+            );
+        }
+    }
+}
