@@ -118,17 +118,8 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl Config {
-    /// Reads the process environment, after loading `.env` if there is one.
+    /// Reads the process environment (into which `main` loads `.env`, once, in development).
     pub fn from_env() -> Result<Self, ConfigErrors> {
-        // A missing .env is normal (production, CI); a broken one is not silently ignored.
-        if let Err(error) = dotenvy::dotenv()
-            && !error.not_found()
-        {
-            return Err(ConfigErrors(vec![ConfigError {
-                name: ".env",
-                message: error.to_string(),
-            }]));
-        }
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 

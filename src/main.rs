@@ -64,6 +64,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Development settings may come from `.env`, read here once for every command. A
+    // missing file is normal (production, CI); a broken one is not silently ignored.
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("configuration error: .env: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
     // The imitation of Stripe and the health check need none of the API's settings.
     match cli.command {
         Command::FakeStripe(args) => {

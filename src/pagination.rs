@@ -34,6 +34,21 @@ pub fn limit(requested: Option<u32>) -> Result<u32, FieldError> {
     }
 }
 
+/// How many rows to ask for a page of `limit`: one more, to learn whether a next page exists.
+pub fn rows_for(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}
+
+/// Cuts rows fetched with [`rows_for`] to the page, and gives the key of its last row when
+/// more follow.
+pub fn cut<T, K>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
+    let limit = limit as usize;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = more.then(|| rows.last().map(key)).flatten();
+    (rows, next)
+}
+
 pub fn encode_cursor(key: &impl Serialize) -> String {
     let json = serde_json::to_vec(key).expect("cursor keys serialize");
     URL_SAFE_NO_PAD.encode(json)
@@ -48,6 +63,14 @@ pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Result<K, FieldError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_cut_from_one_row_more_than_its_limit() {
+        assert_eq!(rows_for(50), 51);
+        assert_eq!(cut(vec![1, 2, 3], 2, |n| *n), (vec![1, 2], Some(2)));
+        assert_eq!(cut(vec![1, 2], 2, |n| *n), (vec![1, 2], None));
+        assert_eq!(cut(Vec::<i32>::new(), 2, |n| *n), (vec![], None));
+    }
 
     #[test]
     fn cursors_round_trip_floats_exactly() {

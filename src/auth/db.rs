@@ -70,7 +70,7 @@ pub async fn set_password_hash(
     user_id: Uuid,
     password_hash: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("update users set password_hash = $2, updated_at = now() where id = $1")
+    sqlx::query("update users set password_hash = $2 where id = $1")
         .bind(user_id)
         .bind(password_hash)
         .execute(conn)
@@ -80,11 +80,10 @@ pub async fn set_password_hash(
 
 /// Gives an existing account the operator role; false when there is no such account.
 pub async fn make_operator(conn: &mut PgConnection, email: &Email) -> sqlx::Result<bool> {
-    let updated =
-        sqlx::query("update users set role = 'operator', updated_at = now() where email = $1")
-            .bind(email.as_str())
-            .execute(conn)
-            .await?;
+    let updated = sqlx::query("update users set role = 'operator' where email = $1")
+        .bind(email.as_str())
+        .execute(conn)
+        .await?;
     Ok(updated.rows_affected() == 1)
 }
 

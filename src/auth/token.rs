@@ -83,11 +83,16 @@ impl JwtKeys {
     }
 }
 
-/// A new refresh token: 256 random bits, URL-safe. Only its hash is stored.
-pub fn new_refresh_token() -> String {
+/// 256 random bits, URL-safe: every opaque token of the API (refresh tokens, guest tokens).
+fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new refresh token. Only its hash is stored.
+pub fn new_refresh_token() -> String {
+    random_token()
 }
 
 /// Guest tokens carry this prefix, which tells them from access tokens (JWTs) at a glance.
@@ -96,9 +101,7 @@ pub const GUEST_TOKEN_PREFIX: &str = "cg_";
 /// A new guest token (256 random bits) and the hash that is stored. The token opens one
 /// reservation and is shown once.
 pub fn new_guest_token() -> (String, Vec<u8>) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!("{GUEST_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!("{GUEST_TOKEN_PREFIX}{}", random_token());
     let hash = hash_guest_token(&token);
     (token, hash)
 }

@@ -66,7 +66,7 @@ pub async fn expire_lapsed_holds(
         sql_status!(Expired),
         ", payment_status = ",
         sql_status!(NotRequired),
-        ", version = version + 1, updated_at = now()
+        ", version = version + 1
          where spot_id = $1 and status = ",
         sql_status!(Held),
         " and hold_expires_at <= now()
@@ -123,7 +123,7 @@ pub async fn attach_setup_intent(
     setup_intent_id: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "update reservations set stripe_customer_id = $2, stripe_setup_intent_id = $3, updated_at = now()
+        "update reservations set stripe_customer_id = $2, stripe_setup_intent_id = $3
          where id = $1",
     )
     .bind(id)
@@ -209,7 +209,7 @@ pub async fn confirm(
         ", payment_status = ",
         sql_status!(CardSaved),
         ", stripe_payment_method_id = $2, hold_expires_at = null,
-                version = version + 1, updated_at = now()
+                version = version + 1
          where id = $1"
     ))
     .bind(id)
@@ -226,7 +226,7 @@ pub async fn change_end(
     bill: Bill,
 ) -> AppResult<Reservation> {
     sqlx::query_as(returning!(
-        "update reservations set ends_at = $2, amount_cents = $3, version = version + 1, updated_at = now()
+        "update reservations set ends_at = $2, amount_cents = $3, version = version + 1
          where id = $1"
     ))
     .bind(id)
@@ -243,7 +243,7 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservati
         sql_status!(Cancelled),
         ", payment_status = ",
         sql_status!(NotRequired),
-        ", amount_cents = 0, version = version + 1, updated_at = now()
+        ", amount_cents = 0, version = version + 1
          where id = $1"
     ))
     .bind(id)
@@ -360,7 +360,7 @@ pub async fn complete(
         sql_status!(NotRequired),
         " else ",
         sql_status!(ChargePending),
-        " end, version = version + 1, updated_at = now()
+        " end, version = version + 1
          where id = $1"
     ))
     .bind(id)
@@ -376,7 +376,7 @@ pub async fn expire(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservati
         sql_status!(Expired),
         ", payment_status = ",
         sql_status!(NotRequired),
-        ", version = version + 1, updated_at = now()
+        ", version = version + 1
          where id = $1"
     ))
     .bind(id)
@@ -385,7 +385,7 @@ pub async fn expire(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservati
 }
 
 pub async fn count_charge_attempt(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("update reservations set charge_attempts = charge_attempts + 1, updated_at = now() where id = $1")
+    sqlx::query("update reservations set charge_attempts = charge_attempts + 1 where id = $1")
         .bind(id)
         .execute(conn)
         .await?;
@@ -403,7 +403,7 @@ pub async fn record_payment(
     sqlx::query_as(returning!(
         "update reservations set payment_status = $2,
                 stripe_payment_intent_id = coalesce($3, stripe_payment_intent_id),
-                payment_error = $4, updated_at = now()
+                payment_error = $4
          where id = $1"
     ))
     .bind(id)

@@ -354,25 +354,22 @@ pub fn parse_plate(raw: &str) -> Result<String, FieldError> {
     }
 }
 
-impl QuoteRequest {
-    pub fn window(&self) -> WindowRequest {
-        WindowRequest {
-            starts_at: self.starts_at,
-            ends_at: self.ends_at,
-            duration_minutes: self.duration_minutes,
+/// The window of a request that names one (a quote, a booking). Their wire structs repeat
+/// the three fields because serde cannot flatten into a struct that refuses unknown fields.
+macro_rules! window_of {
+    ($($request:ty),+) => {$(
+        impl $request {
+            pub fn window(&self) -> WindowRequest {
+                WindowRequest {
+                    starts_at: self.starts_at,
+                    ends_at: self.ends_at,
+                    duration_minutes: self.duration_minutes,
+                }
+            }
         }
-    }
+    )+};
 }
-
-impl BookingRequest {
-    pub fn window(&self) -> WindowRequest {
-        WindowRequest {
-            starts_at: self.starts_at,
-            ends_at: self.ends_at,
-            duration_minutes: self.duration_minutes,
-        }
-    }
-}
+window_of!(QuoteRequest, BookingRequest);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentSetup {

@@ -429,21 +429,17 @@ pub async fn list(
         .as_deref()
         .map(decode_cursor::<(DateTime<Utc>, Uuid)>)
         .transpose()?;
-    let mut rows = db::list(
+    let rows = db::list(
         &mut *state.db.acquire().await?,
         user.user_id,
         scope,
         after,
-        i64::from(limit) + 1,
+        pagination::rows_for(limit),
     )
     .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|r| encode_cursor(&(r.starts_at, r.id))))
-        .flatten();
+    let (rows, next) = pagination::cut(rows, limit, |r| (r.starts_at, r.id));
     Ok(axum::Json(Page {
         items: rows.iter().map(ReservationView::from).collect(),
-        next_cursor,
+        next_cursor: next.map(|key| encode_cursor(&key)),
     }))
 }

@@ -8,6 +8,7 @@ use super::model::{
     BusyInterval, Circle, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
 };
 use crate::error::{AppError, AppResult, ResultExt as _};
+use crate::pagination;
 use crate::reservations::model::live_sql;
 
 macro_rules! spot_columns {
@@ -207,7 +208,7 @@ async fn search_nearest(
         return Ok(page);
     }
     let rows = fetch_nearest(db, NEAREST_EXACT_SQL, circle, search).await?;
-    Ok(page_in_exact_order(rows, search.limit as usize))
+    Ok(pagination::cut(rows, search.limit, nearest_cursor))
 }
 
 async fn fetch_nearest(
@@ -231,7 +232,7 @@ async fn fetch_nearest(
         .bind(after_distance)
         .bind(after_id)
         .bind(search.available)
-        .bind(i64::from(search.limit) + 1)
+        .bind(pagination::rows_for(search.limit))
         .fetch_all(db)
         .await
 }
@@ -272,16 +273,6 @@ fn page_of_nearest(
     Some((rows, Some(cursor)))
 }
 
-fn page_in_exact_order(
-    mut rows: Vec<SpotMatch>,
-    limit: usize,
-) -> (Vec<SpotMatch>, Option<SearchCursor>) {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let cursor = more.then(|| rows.last().map(nearest_cursor)).flatten();
-    (rows, cursor)
-}
-
 async fn search_by_id(
     db: &PgPool,
     search: &Search,
@@ -291,23 +282,17 @@ async fn search_by_id(
         Some(SearchCursor::ById { id }) => id,
         _ => Uuid::nil(),
     };
-    let mut rows: Vec<SpotMatch> = sqlx::query_as(BY_ID_SQL)
+    let rows: Vec<SpotMatch> = sqlx::query_as(BY_ID_SQL)
         .bind(search.window.starts_at)
         .bind(search.window.ends_at)
         .bind(after)
         .bind(search.available)
-        .bind(i64::from(search.limit) + 1)
+        .bind(pagination::rows_for(search.limit))
         .fetch_all(db)
         .await?;
-    let more = rows.len() > search.limit as usize;
-    rows.truncate(search.limit as usize);
-    let cursor = more
-        .then(|| {
-            rows.last()
-                .map(|row| SearchCursor::ById { id: row.spot.id })
-        })
-        .flatten();
-    Ok((rows, cursor))
+    Ok(pagination::cut(rows, search.limit, |row| {
+        SearchCursor::ById { id: row.spot.id }
+    }))
 }
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Spot>> {
@@ -376,8 +361,7 @@ pub async fn update(
              rate_cents_per_hour = coalesce($2, rate_cents_per_hour),
              rule = coalesce($3, rule),
              max_stay_minutes = coalesce($4, max_stay_minutes),
-             active = coalesce($5, active),
-             updated_at = now()
+             active = coalesce($5, active)
          where id = $1
          returning ",
         spot_columns!("spots")
@@ -447,7 +431,11 @@ mod tests {
     #[test]
     fn a_page_that_is_one_tie_needs_the_exact_query() {
         assert!(page_of_nearest(vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)], 2).is_none());
-        let (page, cursor) = page_in_exact_order(vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)], 2);
+        let (page, cursor) = pagination::cut(
+            vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)],
+            2,
+            nearest_cursor,
+        );
         assert_eq!(ids(&page), [1, 2]);
         assert_eq!(
             cursor,

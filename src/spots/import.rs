@@ -355,7 +355,7 @@ async fn upsert(conn: &mut PgConnection, batch: &[Meter]) -> sqlx::Result<(u64, 
              street = excluded.street, side = excluded.side,
              from_street = excluded.from_street, to_street = excluded.to_street,
              facility = excluded.facility, rule = excluded.rule,
-             max_stay_minutes = excluded.max_stay_minutes, updated_at = now()
+             max_stay_minutes = excluded.max_stay_minutes
          where (spots.lat, spots.lng, spots.borough, spots.street, spots.side,
                 spots.from_street, spots.to_street, spots.facility, spots.rule,
                 spots.max_stay_minutes)

@@ -991,3 +991,26 @@ async fn an_abandoned_checkout_can_let_its_spot_go_at_once(db: PgPool) {
     let (again, _, _) = book_as_guest(&app, spot, 0, 30).await;
     assert_ne!(again, id);
 }
+
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn every_update_of_a_row_moves_its_updated_at(db: PgPool) {
+    let spot = insert_spot(&db, "U-1", 40.7580, -73.9855, 120, 450).await;
+    let app = TestApp::spawn(db.clone()).await;
+    let (id, _, _) = book_as_guest(&app, spot, 60, 30).await;
+    let id: Uuid = id.parse().unwrap();
+    let updated_at = || async {
+        sqlx::query_scalar::<_, DateTime<Utc>>("select updated_at from reservations where id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let before = updated_at().await;
+    // A statement that says nothing of updated_at still moves it.
+    sqlx::query("update reservations set vehicle_plate = 'T 1' where id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert!(updated_at().await > before);
+}
