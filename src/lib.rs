@@ -15,6 +15,7 @@ pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod middleware;
+pub mod money;
 pub mod openapi;
 pub mod pagination;
 pub mod payments;

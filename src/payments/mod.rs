@@ -16,6 +16,8 @@ pub mod webhook;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::money::Cents;
 use uuid::Uuid;
 
 pub use self::stripe_gateway::StripeGateway;
@@ -206,7 +208,7 @@ impl SetupIntentStatus {
 pub struct ChargeRequest {
     pub customer_id: CustomerId,
     pub payment_method_id: String,
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// Lowercase ISO code, e.g. `usd`.
     pub currency: String,
     /// Sent as `metadata[reservation_id]`, so webhooks and Stripe's dashboard lead back to it.
@@ -220,7 +222,7 @@ pub struct ChargeRequest {
 pub struct PaymentIntent {
     pub id: String,
     pub customer_id: Option<String>,
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     /// `metadata[reservation_id]`, as Curbside set it when charging.
     pub reservation_id: Option<Uuid>,
     /// Its state, read as the outcome of a charge.

@@ -29,6 +29,7 @@ use super::{
     ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
     PaymentsConfig, SetupIntent, SetupIntentStatus,
 };
+use crate::money::Cents;
 
 /// The Stripe implementation of [`PaymentGateway`]. Cheap to clone; build one at start-up.
 #[derive(Clone)]
@@ -135,7 +136,7 @@ impl PaymentGateway for StripeGateway {
         Ok(Some(PaymentIntent {
             id: intent.id.to_string(),
             customer_id: intent.customer.as_ref().map(|c| c.id().to_string()),
-            amount_cents: intent.amount,
+            amount_cents: Cents(intent.amount),
             reservation_id: intent
                 .metadata
                 .get("reservation_id")
@@ -157,7 +158,7 @@ impl PaymentGateway for StripeGateway {
             "reservation_id".to_owned(),
             request.reservation_id.to_string(),
         )]);
-        let result = CreatePaymentIntent::new(request.amount_cents, currency)
+        let result = CreatePaymentIntent::new(request.amount_cents.0, currency)
             .customer(request.customer_id.as_str())
             .payment_method(request.payment_method_id.as_str())
             .allowed_payment_method_types(vec![PaymentIntentAllowedPaymentMethodTypes::Card])

@@ -134,7 +134,7 @@ mod tests {
             status,
             payment_status,
             rate_cents_per_hour: 450,
-            amount_cents: 450,
+            amount_cents: crate::money::Cents(450),
             currency: "usd".into(),
             version: 1,
             hold_expires_at: (status == Status::Held).then(|| at(15)),

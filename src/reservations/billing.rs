@@ -3,16 +3,18 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::money::Cents;
 use utoipa::ToSchema;
 
 /// Stripe's smallest card charge in USD: anything owed is at least this.
-pub const MINIMUM_CHARGE_CENTS: i64 = 50;
+pub const MINIMUM_CHARGE: Cents = Cents(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Bill {
     /// Time used, in whole minutes rounded up.
     pub minutes: i64,
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
 }
 
 /// Seconds used, rounded up to whole minutes; nothing for an empty or negative span.
@@ -26,13 +28,11 @@ pub fn billable_minutes(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> i64
 }
 
 /// `ceil(minutes × rate / 60)` cents, and at least the minimum charge when anything is owed.
-pub fn amount_cents(minutes: i64, rate_cents_per_hour: i32) -> i64 {
+pub fn amount_cents(minutes: i64, rate_cents_per_hour: i32) -> Cents {
     let exact = minutes.max(0) * i64::from(rate_cents_per_hour.max(0));
-    let cents = (exact + 59) / 60;
-    if cents == 0 {
-        0
-    } else {
-        cents.max(MINIMUM_CHARGE_CENTS)
+    match (exact + 59) / 60 {
+        0 => Cents::ZERO,
+        cents => Cents(cents).max(MINIMUM_CHARGE),
     }
 }
 
@@ -72,11 +72,11 @@ mod tests {
 
     #[test]
     fn cents_round_up_with_a_minimum() {
-        assert_eq!(amount_cents(60, 450), 450);
-        assert_eq!(amount_cents(61, 450), 458); // 457.5 rounds up
-        assert_eq!(amount_cents(1, 450), 50); // 7.5 cents, raised to the minimum
-        assert_eq!(amount_cents(0, 450), 0);
-        assert_eq!(amount_cents(90, 0), 0);
+        assert_eq!(amount_cents(60, 450), Cents(450));
+        assert_eq!(amount_cents(61, 450), Cents(458)); // 457.5 rounds up
+        assert_eq!(amount_cents(1, 450), Cents(50)); // 7.5 cents, raised to the minimum
+        assert_eq!(amount_cents(0, 450), Cents::ZERO);
+        assert_eq!(amount_cents(90, 0), Cents::ZERO);
     }
 
     proptest! {
@@ -87,15 +87,15 @@ mod tests {
 
         #[test]
         fn anything_owed_is_at_least_the_minimum(minutes in 1i64..100_000, rate in 1i32..100_000) {
-            prop_assert!(amount_cents(minutes, rate) >= MINIMUM_CHARGE_CENTS);
+            prop_assert!(amount_cents(minutes, rate) >= MINIMUM_CHARGE);
         }
 
         #[test]
         fn never_undercharges_the_exact_price(minutes in 0i64..100_000, rate in 0i32..100_000) {
             let exact = minutes as f64 * f64::from(rate) / 60.0;
-            let charged = amount_cents(minutes, rate) as f64;
+            let charged = amount_cents(minutes, rate).0 as f64;
             prop_assert!(charged >= exact - 1e-9);
-            prop_assert!(charged < exact + 1.0 || charged == MINIMUM_CHARGE_CENTS as f64);
+            prop_assert!(charged < exact + 1.0 || charged == MINIMUM_CHARGE.0 as f64);
         }
 
         /// The quote is computed from the window as the client sent it (parsed), the final

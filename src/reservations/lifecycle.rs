@@ -101,7 +101,7 @@ pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyho
     }
     let completed = finish(&mut tx, &reservation, reservation.ends_at).await?;
     tx.commit().await?;
-    tracing::info!(reservation.id = %id, amount_cents = completed.amount_cents, "reservation completed");
+    tracing::info!(reservation.id = %id, amount_cents = completed.amount_cents.0, "reservation completed");
     schedule_follow_up(state, &completed).await;
     Ok(Due::Done)
 }

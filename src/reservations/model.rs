@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::billing::{Bill, bill};
 use crate::error::{AppError, FieldError};
+use crate::money::Cents;
 use crate::time_window::{TimeWindow, bounded, to_stored_precision};
 
 /// How far ahead a booking may start.
@@ -120,7 +121,7 @@ pub struct Reservation {
     pub status: Status,
     pub payment_status: PaymentStatus,
     pub rate_cents_per_hour: i32,
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     pub currency: String,
     pub version: i32,
     pub hold_expires_at: Option<DateTime<Utc>>,
@@ -149,7 +150,7 @@ pub struct ReservationView {
     /// Billed minutes of the window (the final bill's once completed).
     pub minutes: i64,
     /// The quote while the reservation runs; the final bill once it is completed.
-    pub amount_cents: i64,
+    pub amount_cents: Cents,
     #[schema(example = "usd")]
     pub currency: String,
     /// Bumped on every change.
@@ -338,19 +339,28 @@ pub struct BookingRequest {
 }
 
 /// A licence plate: letters, digits, spaces and dashes, up to 16, stored uppercase.
-pub fn parse_plate(raw: &str) -> Result<String, FieldError> {
-    let plate = raw.trim().to_uppercase();
-    let valid = (1..=16).contains(&plate.chars().count())
-        && plate
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
-    if valid {
-        Ok(plate)
-    } else {
-        Err(FieldError::new(
-            "vehicle_plate",
-            "must be 1 to 16 letters, digits, spaces or dashes",
-        ))
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plate(String);
+
+impl Plate {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let plate = raw.trim().to_uppercase();
+        let valid = (1..=16).contains(&plate.chars().count())
+            && plate
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
+        if valid {
+            Ok(Self(plate))
+        } else {
+            Err(FieldError::new(
+                "vehicle_plate",
+                "must be 1 to 16 letters, digits, spaces or dashes",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -512,8 +522,8 @@ mod tests {
 
     #[test]
     fn plates_are_normalised() {
-        assert_eq!(parse_plate(" abc-1234 ").unwrap(), "ABC-1234");
-        assert!(parse_plate("").is_err());
-        assert!(parse_plate("ABC;DROP").is_err());
+        assert_eq!(Plate::parse(" abc-1234 ").unwrap().as_str(), "ABC-1234");
+        assert!(Plate::parse("").is_err());
+        assert!(Plate::parse("ABC;DROP").is_err());
     }
 }

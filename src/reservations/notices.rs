@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::model::Reservation;
 use crate::email::outbox::{self, NewEmail};
+use crate::money::Cents;
 use crate::spots;
 
 /// What happened to a reservation, worth telling its driver.
@@ -93,10 +94,6 @@ fn new_york(at: DateTime<Utc>) -> String {
         .to_string()
 }
 
-fn dollars(cents: i64) -> String {
-    format!("${}.{:02}", cents / 100, cents % 100)
-}
-
 /// The subject and body of the email for a notice.
 pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (String, String) {
     let window = format!(
@@ -111,15 +108,15 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
             format!(
                 "Your parking reservation is confirmed.\n\n{window}\nRate:  {}/hour\nQuote: {}\n\n\
                  The card you saved is charged for the time used when the reservation ends.\n\n{reference}\n",
-                dollars(reservation.rate_cents_per_hour.into()),
-                dollars(reservation.amount_cents)
+                Cents(reservation.rate_cents_per_hour.into()).dollars(),
+                reservation.amount_cents.dollars()
             ),
         ),
         Notice::Changed => (
             "Your parking reservation changed".into(),
             format!(
                 "Your parking reservation now runs:\n\n{window}\nQuote: {}\n\n{reference}\n",
-                dollars(reservation.amount_cents)
+                reservation.amount_cents.dollars()
             ),
         ),
         Notice::Receipt => {
@@ -129,7 +126,7 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
                 || "the card on file".to_owned(),
                 |last4| format!("the card ending in {last4}"),
             );
-            let paid = if reservation.amount_cents == 0 {
+            let paid = if reservation.amount_cents == Cents::ZERO {
                 "Nothing was owed.".to_owned()
             } else {
                 format!("Charged to {card}.")
@@ -137,12 +134,12 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
             (
                 format!(
                     "Your parking receipt: {}",
-                    dollars(reservation.amount_cents)
+                    reservation.amount_cents.dollars()
                 ),
                 format!(
                     "Thank you for parking with Curbside.\n\n{window}\nMinutes: {minutes}\nRate:    {}/hour\nAmount:  {}\n\n{paid}\n\n{reference}\n",
-                    dollars(reservation.rate_cents_per_hour.into()),
-                    dollars(reservation.amount_cents)
+                    Cents(reservation.rate_cents_per_hour.into()).dollars(),
+                    reservation.amount_cents.dollars()
                 ),
             )
         }
@@ -173,11 +170,11 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
             (
                 format!(
                     "Action needed: your parking payment of {} failed",
-                    dollars(reservation.amount_cents)
+                    reservation.amount_cents.dollars()
                 ),
                 format!(
                     "We could not charge your card for this reservation: {reason}\n\n{window}\nAmount: {}\n\n{what_to_do}\n\n{reference}\n",
-                    dollars(reservation.amount_cents)
+                    reservation.amount_cents.dollars()
                 ),
             )
         }
@@ -198,12 +195,5 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(new_york(summer), "Sat Jul 4, 2026 at 7:30 PM EDT");
-    }
-
-    #[test]
-    fn money_is_shown_in_dollars() {
-        assert_eq!(dollars(458), "$4.58");
-        assert_eq!(dollars(50), "$0.50");
-        assert_eq!(dollars(12_000), "$120.00");
     }
 }

@@ -10,8 +10,8 @@ use super::actions::{Action, Refusal};
 use super::billing::bill;
 use super::db::{self, NewReservation};
 use super::model::{
-    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Quote, QuoteRequest,
-    Reservation, ReservationView, Scope, parse_plate,
+    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Plate, Quote, QuoteRequest,
+    Reservation, ReservationView, Scope,
 };
 use super::notices::{self, Notice};
 use super::{lifecycle, payment};
@@ -98,7 +98,7 @@ pub async fn book(
     let plate = body
         .vehicle_plate
         .as_deref()
-        .map(parse_plate)
+        .map(Plate::parse)
         .transpose()
         .map_err(|e| errors.push(e))
         .ok()
@@ -143,7 +143,7 @@ pub async fn book(
             spot_id: spot.id,
             user_id: user.map(|u| u.user_id),
             email: &email,
-            vehicle_plate: plate.as_deref(),
+            vehicle_plate: plate.as_ref().map(Plate::as_str),
             window,
             rate_cents_per_hour: spot.rate_cents_per_hour,
             bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
@@ -378,7 +378,10 @@ pub async fn end(
     let mut locked = Locked::take(&state, id, &caller, Action::End, now).await?;
     let ended = lifecycle::finish(&mut locked.tx, &locked.reservation, now).await?;
     let ended = locked.commit(&state, ended).await?;
-    tracing::info!(amount_cents = ended.amount_cents, "reservation ended early");
+    tracing::info!(
+        amount_cents = ended.amount_cents.0,
+        "reservation ended early"
+    );
     Ok(axum::Json(ReservationView::from(&ended)))
 }
 

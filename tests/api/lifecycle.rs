@@ -98,7 +98,7 @@ fn charges_for(app: &TestApp, id: Uuid) -> Vec<Value> {
 
 fn expected_amount(row: &Row, rate: i64) -> i64 {
     let minutes = curbside::reservations::billing::billable_minutes(row.starts_at, row.ends_at);
-    curbside::reservations::billing::amount_cents(minutes, rate as i32)
+    curbside::reservations::billing::amount_cents(minutes, rate as i32).0
 }
 
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use curbside::money::Cents;
 use curbside::payments::fake_stripe::{
     FakeStripe, FakeStripeOptions, PaymentIntentFilter, TEST_SECRET_KEY,
 };
@@ -72,7 +73,7 @@ fn charge(customer: &CustomerId, payment_method: &str, amount_cents: i64) -> Cha
     ChargeRequest {
         customer_id: customer.clone(),
         payment_method_id: payment_method.to_owned(),
-        amount_cents,
+        amount_cents: Cents(amount_cents),
         currency: "usd".into(),
         reservation_id: Uuid::new_v4(),
         idempotency_key: key(),
@@ -295,7 +296,7 @@ async fn the_same_idempotency_key_charges_once() {
 
     // The same key for another amount is a bug in the caller, not a second charge.
     let other = ChargeRequest {
-        amount_cents: 2000,
+        amount_cents: Cents(2000),
         ..request.clone()
     };
     let error = gateway.charge_off_session(&other).await.unwrap_err();
@@ -675,7 +676,7 @@ async fn signed_events_are_delivered_and_verified() {
         .expect("Stripe knows the PaymentIntent it announced");
     assert_eq!(paid.reservation_id, Some(request.reservation_id));
     assert_eq!(paid.customer_id.as_deref(), Some(customer.as_str()));
-    assert_eq!(paid.amount_cents, 1100);
+    assert_eq!(paid.amount_cents, Cents(1100));
     assert!(
         matches!(paid.outcome, ChargeOutcome::Succeeded { .. }),
         "{paid:?}"
