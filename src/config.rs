@@ -38,6 +38,9 @@ pub struct Config {
     pub redis_key_prefix: String,
     pub jwt_secret: SecretString,
     pub public_base_url: String,
+    /// The web app's address, where emails send people (to pay a bill, to regain access),
+    /// without a trailing slash. Its pages are at the paths `links` builds.
+    pub public_app_url: String,
     pub cors_allowed_origins: CorsOrigins,
     /// Requests per minute per client on every route.
     pub rate_limit_per_minute: u32,
@@ -154,6 +157,7 @@ impl Config {
         }
         let cors = vars.required("CORS_ALLOWED_ORIGINS", dev("*"));
         let public_base_url = vars.required("PUBLIC_BASE_URL", dev("http://127.0.0.1:8080"));
+        let public_app_url = vars.required("PUBLIC_APP_URL", dev("http://localhost:5173"));
         let stripe_api_base = vars
             .get("STRIPE_API_BASE")
             .unwrap_or_else(|| "https://api.stripe.com/".into());
@@ -177,6 +181,9 @@ impl Config {
             jwt_secret: jwt_secret.into(),
             public_base_url: vars
                 .check("PUBLIC_BASE_URL", parse_base_url(&public_base_url))
+                .unwrap_or_default(),
+            public_app_url: vars
+                .check("PUBLIC_APP_URL", parse_base_url(&public_app_url))
                 .unwrap_or_default(),
             cors_allowed_origins: vars
                 .check("CORS_ALLOWED_ORIGINS", parse_cors(&cors, app_env))
@@ -388,6 +395,7 @@ mod tests {
         ("REDIS_URL", "redis://cache"),
         ("JWT_SECRET", "a-production-secret-of-enough-length-0123"),
         ("PUBLIC_BASE_URL", "https://curbside.example"),
+        ("PUBLIC_APP_URL", "https://app.curbside.example"),
         ("CORS_ALLOWED_ORIGINS", "https://app.curbside.example"),
         ("STRIPE_SECRET_KEY", "sk_live_123"),
         ("STRIPE_PUBLISHABLE_KEY", "pk_live_123"),
@@ -416,11 +424,12 @@ mod tests {
         );
     }
 
-    const REQUIRED_IN_PRODUCTION: [&str; 10] = [
+    const REQUIRED_IN_PRODUCTION: [&str; 11] = [
         "DATABASE_URL",
         "REDIS_URL",
         "JWT_SECRET",
         "PUBLIC_BASE_URL",
+        "PUBLIC_APP_URL",
         "CORS_ALLOWED_ORIGINS",
         "STRIPE_SECRET_KEY",
         "STRIPE_PUBLISHABLE_KEY",
@@ -510,6 +519,7 @@ mod tests {
             ("AUTH_RATE_LIMIT_PER_MINUTE", "0"),
             ("JWT_SECRET", "short"),
             ("PUBLIC_BASE_URL", "curbside.example"),
+            ("PUBLIC_APP_URL", "app.example"),
             ("CORS_ALLOWED_ORIGINS", "app.example"),
             ("TRUST_FORWARDED_FOR", "maybe"),
             ("MIN_RESERVATION_MINUTES", "-5"),

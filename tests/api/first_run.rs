@@ -93,6 +93,7 @@ async fn production_names_every_missing_setting_in_one_run() {
         "REDIS_URL",
         "JWT_SECRET",
         "PUBLIC_BASE_URL",
+        "PUBLIC_APP_URL",
         "CORS_ALLOWED_ORIGINS",
         "STRIPE_SECRET_KEY",
         "STRIPE_PUBLISHABLE_KEY",
