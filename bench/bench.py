@@ -66,11 +66,15 @@ def fresh_database(admin_url, name):
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-def build():
-    log("building the release binary")
-    run(["cargo", "build", "--release", "--locked"], cwd=ROOT)
+def release_binary(name):
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release", "curbside")
+    return os.path.join(target, "release", name)
+
+
+def build():
+    log("building the release binaries (the API and the Stripe imitation)")
+    run(["cargo", "build", "--release", "--locked", "--workspace"], cwd=ROOT)
+    return release_binary("curbside")
 
 
 class Server:
@@ -294,7 +298,7 @@ def bench_booking(args, admin_url, redis_url, binary):
     spot_ids = run(["psql", database_url, "-qtAc", "select id from spots order by id"]).split()
     run(["psql", database_url, "-qc", "create table bench_spot_ids (n serial primary key, id uuid not null); "
          "insert into bench_spot_ids (id) select id from spots order by id"])
-    stripe = subprocess.Popen([binary, "fake-stripe", "--bind", f"127.0.0.1:{STRIPE_PORT}"],
+    stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}"],
                               env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
     stripe_env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
                   "STRIPE_WEBHOOK_SECRET": "whsec_bench"}
@@ -418,7 +422,7 @@ def bench_endings(args, admin_url, redis_url, binary):
         database_url = fresh_database(admin_url, f"curbside_bench_endings_{mode}")
         run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
         import_nyc(binary, database_url)
-        stripe = subprocess.Popen([binary, "fake-stripe", "--bind", f"127.0.0.1:{STRIPE_PORT}", "--webhook-url",
+        stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}", "--webhook-url",
                                    f"{BASE}/v1/webhooks/stripe", "--webhook-secret", "whsec_bench"],
                                   env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
         env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",

@@ -118,12 +118,13 @@ free_port() {
 }
 
 # --- a server with the city's meters ---------------------------------------------------------
-log "building the API (cargo build --locked)"
-if ! cargo build --locked >"$work/cargo.log" 2>&1; then
+log "building the API and the Stripe imitation (cargo build --locked --workspace)"
+if ! cargo build --locked --workspace >"$work/cargo.log" 2>&1; then
     tail -n 30 "$work/cargo.log" | indent
-    fatal "cargo build --locked"
+    fatal "cargo build --locked --workspace"
 fi
 curbside=$target_dir/debug/curbside
+fake_stripe=$target_dir/debug/fake-stripe
 
 eval "$(scripts/services.sh --env)"
 database=curbside_openapicheck_$$
@@ -156,7 +157,7 @@ curbside_env=(
 # the process to stop.
 in_env() { cd "$work/run" && exec env -u SMTP_URL "${curbside_env[@]}" "$@"; }
 
-(in_env "$curbside" fake-stripe --bind "127.0.0.1:$stripe_port" \
+(in_env "$fake_stripe" --bind "127.0.0.1:$stripe_port" \
     --webhook-url "$base/v1/webhooks/stripe") >"$work/fake-stripe.log" 2>&1 &
 stripe_pid=$!
 if ! (in_env "$curbside" migrate) >"$work/migrate.log" 2>&1; then
@@ -265,7 +266,7 @@ set_up_fuzzing() {
     spot=${spots%%,*}
     local running held status
     running=$(book now) || return 1
-    (in_env "$curbside" fake-stripe save-card "$(field "$running" payment client_secret)" \
+    (in_env "$fake_stripe" save-card "$(field "$running" payment client_secret)" \
         --api "http://127.0.0.1:$stripe_port/") >/dev/null || return 1
     status=$(api "$work/confirmed.json" -X POST -H "Authorization: Bearer $driver_token" \
         "$base/v1/reservations/$(field "$running" reservation id)/confirm")

@@ -52,7 +52,7 @@ pub struct Config {
     /// Given to browsers (`GET /v1/config`) for Stripe.js; not a secret.
     pub stripe_publishable_key: String,
     pub stripe_webhook_secret: SecretString,
-    /// Stripe's API, or a local imitation of it (`curbside fake-stripe`) in development.
+    /// Stripe's API, or a local imitation of it (`fake-stripe`) in development.
     pub stripe_api_base: String,
     /// The shortest booking, and the default length of a search window.
     pub min_reservation_minutes: u32,

@@ -2,8 +2,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use curbside::app::Application;
 use curbside::auth::{db as accounts, model::Email};
-use curbside::config::{AppEnv, Config};
-use curbside::payments::fake_stripe;
+use curbside::config::Config;
 use curbside::spots::import::{RateTable, import_meters};
 use curbside::state::AppState;
 use curbside::{db, health, jobs, redis_pool, shutdown, spots, telemetry};
@@ -24,6 +23,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    WithSettings(AppCommand),
+    /// Exit 0 if the server on BIND_ADDR answers /healthz (for container health checks).
+    Healthcheck,
+}
+
+/// The commands that read the API's settings and connect to PostgreSQL.
+#[derive(Subcommand)]
+enum AppCommand {
     /// Apply migrations, then serve the HTTP API on BIND_ADDR, with the job workers and the
     /// reconciler in the same process.
     Serve {
@@ -55,10 +63,6 @@ enum Command {
         /// The account's email address.
         email: String,
     },
-    /// Exit 0 if the server on BIND_ADDR answers /healthz (for container health checks).
-    Healthcheck,
-    /// Serve a local imitation of Stripe for development and tests (never in production).
-    FakeStripe(fake_stripe::cli::Args),
 }
 
 #[tokio::main]
@@ -72,15 +76,11 @@ async fn main() -> std::process::ExitCode {
         eprintln!("configuration error: .env: {error}");
         return std::process::ExitCode::FAILURE;
     }
-    // The imitation of Stripe and the health check need none of the API's settings.
-    match cli.command {
-        Command::FakeStripe(args) => {
-            telemetry::init(AppEnv::Development);
-            return exit_code(fake_stripe::cli::run(args, shutdown::signal()).await);
-        }
+    let command = match cli.command {
+        // The health check needs none of the API's settings.
         Command::Healthcheck => return exit_code(healthcheck().await),
-        _ => {}
-    }
+        Command::WithSettings(command) => command,
+    };
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -89,7 +89,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(config.app_env);
-    let result = run(cli.command, config).await;
+    let result = run(command, config).await;
     if let Err(error) = &result {
         tracing::error!("{error:#}");
     }
@@ -116,10 +116,10 @@ async fn healthcheck() -> anyhow::Result<()> {
     health::probe(bind_addr).await
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: AppCommand, config: Config) -> anyhow::Result<()> {
     let pool = db::connect(&config).await?;
     match command {
-        Command::Serve { no_worker } => {
+        AppCommand::Serve { no_worker } => {
             db::migrate(&pool).await?;
             let app = Application::build(config, pool).await?;
             redis_pool::warn_if_unreachable(&app.state().config, &app.state().redis).await;
@@ -141,7 +141,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             tracing::info!("stopped");
         }
-        Command::Worker => {
+        AppCommand::Worker => {
             db::migrate(&pool).await?;
             let state = AppState::new(config, pool)?;
             redis_pool::warn_if_unreachable(&state.config, &state.redis).await;
@@ -149,11 +149,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             jobs::run(state, shutdown::on_signal()).await;
             tracing::info!("stopped");
         }
-        Command::Migrate => {
+        AppCommand::Migrate => {
             db::migrate(&pool).await?;
             tracing::info!("migrations applied");
         }
-        Command::ImportMeters {
+        AppCommand::ImportMeters {
             csv,
             if_empty,
             rates,
@@ -187,7 +187,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::CreateOperator { email } => {
+        AppCommand::CreateOperator { email } => {
             let email = Email::parse(&email)
                 .map_err(|error| anyhow::anyhow!("{email:?} {}", error.message))?;
             let mut conn = pool.acquire().await?;
@@ -200,9 +200,6 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 email.as_str()
             );
             tracing::info!(email = email.as_str(), "account is now an operator");
-        }
-        Command::FakeStripe(_) | Command::Healthcheck => {
-            unreachable!("handled before the configuration is read")
         }
     }
     Ok(())

@@ -3,13 +3,13 @@
 //! Curbside saves a driver's card with a SetupIntent when a reservation is booked, asks
 //! Stripe (not the client) whether the card was saved, and charges the final bill off-session
 //! when the reservation ends. [`PaymentGateway`] is exactly that surface; [`StripeGateway`]
-//! implements it over async-stripe, and [`fake_stripe`] is a local imitation of Stripe that
-//! speaks the same wire format, so tests and development run the real adapter over real HTTP.
+//! implements it over async-stripe, and the `fake-stripe` crate of this workspace is a local
+//! imitation of Stripe that speaks the same wire format, so tests and development run the real
+//! adapter over real HTTP.
 //!
 //! Every call that creates something at Stripe takes an idempotency key from the caller: a
 //! retried charge with the same key can never charge twice.
 
-pub mod fake_stripe;
 mod stripe_gateway;
 pub mod webhook;
 

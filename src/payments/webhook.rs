@@ -103,8 +103,8 @@ pub fn verify(
     parse_event(raw_body)
 }
 
-/// The `Stripe-Signature` header Stripe would send for `payload` at `timestamp`. Used by the
-/// imitation of Stripe, and by tests that post webhooks themselves.
+/// The `Stripe-Signature` header Stripe would send for `payload` at `timestamp`. Used by tests
+/// that post webhooks themselves (the imitation of Stripe signs with its own implementation).
 pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
     let signature = signer(secret, timestamp, payload).finalize().into_bytes();
     format!("t={timestamp},v1={}", hex::encode(signature))

@@ -1,12 +1,12 @@
 //! What a new user meets first: the commands of `scripts/run.sh` and the container health
-//! check, the settings' error messages, emails without a mail server, the Stripe imitation
-//! driven by hand, and `GET /v1/config` for a web app.
+//! check, the settings' error messages, emails without a mail server, the API's development
+//! webhook secret shared with the Stripe imitation, and `GET /v1/config` for a web app. (The
+//! imitation's own command, `fake-stripe save-card`, is tested in its crate.)
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use curbside::payments::fake_stripe;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
@@ -191,62 +191,6 @@ async fn without_smtp_emails_are_written_to_the_mail_folder(db: PgPool) {
     assert!(message.contains("To: files@example.com"), "{message}");
     assert!(message.contains("Your parking is booked"), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
-async fn a_card_is_saved_by_hand_with_the_imitations_command(db: PgPool) {
-    let spot = insert_spot(&db, "CARD-1", 40.7580, -73.9855, 120, 450).await;
-    let app = TestApp::spawn(db).await;
-    let booked = expect_status(
-        app.post(
-            "/v1/reservations",
-            &json!({"spot_id": spot, "duration_minutes": 30, "email": "hand@example.com"}),
-            None,
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let secret = booked["payment"]["client_secret"].as_str().unwrap();
-    let base = app.stripe.base_url();
-    let saved = curbside(&["fake-stripe", "save-card", secret, "--api", &base], &[]).await;
-    assert!(saved.status.success(), "{}", stderr(&saved));
-    assert!(String::from_utf8_lossy(&saved.stdout).contains(": succeeded, card pm_"));
-    let again = curbside(&["fake-stripe", "save-card", secret, "--api", &base], &[]).await;
-    assert!(
-        !again.status.success(),
-        "a saved SetupIntent cannot be confirmed twice"
-    );
-    assert!(
-        stderr(&again).contains("status of succeeded"),
-        "{}",
-        stderr(&again)
-    );
-}
-
-#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
-async fn the_imitation_takes_the_key_as_curl_u_sends_it(db: PgPool) {
-    let app = TestApp::spawn(db).await;
-    let url = format!("{}v1/customers", app.stripe.base_url());
-    let basic = app
-        .client
-        .post(&url)
-        .basic_auth(fake_stripe::TEST_SECRET_KEY, Some(""))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("email=basic%40example.com")
-        .send()
-        .await
-        .unwrap();
-    let customer = expect_status(basic, StatusCode::OK).await;
-    assert_eq!(customer["email"], "basic@example.com");
-    let wrong = app
-        .client
-        .post(&url)
-        .basic_auth("sk_live_nope", Some(""))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use curbside::app::Application;
 use curbside::config::Config;
-use curbside::payments::fake_stripe::{self, FakeStripe, FakeStripeOptions};
+use fake_stripe::{FakeStripe, FakeStripeOptions};
 use futures_util::TryStreamExt as _;
 use redis::{AsyncCommands as _, Commands as _};
 use secrecy::ExposeSecret as _;

@@ -4,7 +4,7 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use curbside::payments::fake_stripe::PaymentIntentFilter;
+use fake_stripe::PaymentIntentFilter;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;

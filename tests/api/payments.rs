@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use curbside::money::Cents;
-use curbside::payments::fake_stripe::{
-    FakeStripe, FakeStripeOptions, PaymentIntentFilter, TEST_SECRET_KEY,
-};
 use curbside::payments::webhook::{self, TOLERANCE_SECONDS};
 use curbside::payments::{
     ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentsConfig,
     SetupIntentStatus, StripeGateway, WebhookError, WebhookEventKind,
 };
+use fake_stripe::{FakeStripe, FakeStripeOptions, PaymentIntentFilter, TEST_SECRET_KEY};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -441,80 +439,6 @@ async fn refusals_are_rejected_with_stripes_code() {
 }
 
 #[tokio::test]
-async fn the_imitation_speaks_stripes_wire_format() {
-    let fake = fake().await;
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", fake.base_url());
-    let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap();
-
-    let response = http.post(url("v1/customers")).send().await.unwrap();
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "invalid_request_error");
-
-    let post = |path: &str, body: String| {
-        http.post(url(path))
-            .bearer_auth(TEST_SECRET_KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-    };
-    let customer: Value = post("v1/customers", form(&[("email", "w@example.com")]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let customer_id = customer["id"].as_str().unwrap();
-
-    let charge = form(&[
-        ("amount", "1099"),
-        ("currency", "usd"),
-        ("customer", customer_id),
-        ("payment_method", "pm_card_chargeDeclined"),
-        ("confirm", "true"),
-        ("off_session", "true"),
-        ("metadata[reservation_id]", "r-1"),
-    ]);
-    let response = post("v1/payment_intents", charge.clone())
-        .header("idempotency-key", "k-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 402);
-    assert!(response.headers().contains_key("request-id"));
-    let body: Value = response.json().await.unwrap();
-    let error = &body["error"];
-    assert_eq!(error["type"], "card_error");
-    assert_eq!(error["code"], "card_declined");
-    assert_eq!(error["decline_code"], "generic_decline");
-    assert_eq!(error["message"], "Your card was declined.");
-    assert_eq!(error["payment_intent"]["status"], "requires_payment_method");
-    assert_eq!(
-        error["payment_intent"]["metadata"],
-        json!({"reservation_id": "r-1"})
-    );
-
-    let replay = post("v1/payment_intents", charge)
-        .header("idempotency-key", "k-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), 402);
-    assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    let replayed: Value = replay.json().await.unwrap();
-    assert_eq!(replayed, body);
-
-    let response = http
-        .get(url("v1/refunds"))
-        .bearer_auth(TEST_SECRET_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
-}
-
-#[tokio::test]
 async fn the_control_api_drives_faults_delays_and_counts_over_http() {
     let fake = fake().await;
     let gateway = gateway_for(&fake);
@@ -775,83 +699,44 @@ async fn a_failed_delivery_is_retried_with_the_same_event() {
     assert_eq!(event.last_status, Some(200));
 }
 
-/// Reads the child's standard output until it says where it listens.
-async fn listening_url(child: &mut tokio::process::Child) -> String {
-    use tokio::io::AsyncBufReadExt as _;
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let find = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("fake-stripe listening on ") {
-                return url.to_owned();
-            }
+/// The imitation signs with its own implementation of Stripe's scheme, so this checks the
+/// product's verifier against a second one (and `signatures_agree_with_async_stripe_webhook`
+/// against the SDK's).
+#[test]
+fn webhooks_signed_by_the_imitation_verify_and_tampered_ones_do_not() {
+    let secret = "whsec_cross_check";
+    let now = chrono::Utc::now().timestamp();
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_cross", "object": "event", "created": now, "type": "setup_intent.succeeded",
+        "data": {"object": {"id": "seti_cross", "object": "setup_intent"}},
+        "livemode": false, "pending_webhooks": 1, "api_version": null,
+        "request": {"id": null, "idempotency_key": null},
+    }))
+    .unwrap();
+    let signature = fake_stripe::webhook_signature(&body, secret, now);
+    let event = webhook::verify(&body, &signature, secret, now).expect("the signature verifies");
+    assert_eq!(
+        event.kind,
+        WebhookEventKind::SetupIntentSucceeded {
+            setup_intent_id: "seti_cross".into()
         }
-        panic!("fake-stripe exited without listening");
-    };
-    tokio::time::timeout(WAIT, find)
-        .await
-        .expect("fake-stripe starts")
-}
+    );
+    assert_eq!(signature, webhook::sign(&body, secret, now));
 
-#[tokio::test]
-async fn the_fake_stripe_command_serves_and_is_driven_over_http() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
-        .args(["fake-stripe", "--bind", "127.0.0.1:0"])
-        .env("APP_ENV", "development")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base_url = listening_url(&mut child).await;
-    let config = PaymentsConfig::new(TEST_SECRET_KEY, "whsec_x").with_api_base(&base_url);
-    let gateway = StripeGateway::new(&config).unwrap();
-
-    let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{base_url}_fake/faults"))
-        .json(&json!({"path_prefix": "/v1/customers", "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    let error = gateway
-        .create_customer("p@example.com", &key())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
-    let customer = gateway
-        .create_customer("p@example.com", &key())
-        .await
-        .unwrap();
-    let request = charge(&customer, "pm_card_visa", 500);
-    gateway.charge_off_session(&request).await.unwrap();
-    let counted: Value = http
-        .get(format!(
-            "{base_url}_fake/payment_intents?reservation_id={}",
-            request.reservation_id
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(counted["count"], 1);
-
-    child.kill().await.unwrap();
-}
-
-#[tokio::test]
-async fn the_fake_stripe_command_refuses_production() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_curbside"))
-        .args(["fake-stripe", "--bind", "127.0.0.1:0"])
-        .env("APP_ENV", "production")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("APP_ENV=production"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    let mut tampered = body.clone();
+    let at = tampered.iter().position(|b| *b == b'c').unwrap();
+    tampered[at] = b'k';
+    assert_eq!(
+        webhook::verify(&tampered, &signature, secret, now),
+        Err(WebhookError::BadSignature)
+    );
+    let retimed = signature.replacen(&format!("t={now}"), &format!("t={}", now - 1), 1);
+    assert_eq!(
+        webhook::verify(&body, &retimed, secret, now),
+        Err(WebhookError::BadSignature)
+    );
+    assert_eq!(
+        webhook::verify(&body, &signature, "whsec_someone_else", now),
+        Err(WebhookError::BadSignature)
+    );
 }

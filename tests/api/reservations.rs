@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SubsecRound as _, Utc};
-use curbside::payments::fake_stripe::PaymentIntentFilter;
+use fake_stripe::PaymentIntentFilter;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -276,7 +276,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::payments::fake_stripe::cards;
+    use crate::cards;
 
     /// Stripe's example objects (see tests/fixtures/README.md).
     fn fixtures() -> Value {
