@@ -472,6 +472,10 @@ impl Store {
                     .cloned()
                     .ok_or_else(|| ApiError::no_such("payment_intent", id, "intent", true))
             }
+            ("POST", ["v1", "payment_intents", id, "confirm"]) => {
+                self.payment_intent(id, params, caller)?;
+                self.confirm_payment_intent(id, params, ctx)
+            }
             ("GET", ["v1", "payment_methods", id]) => {
                 secret_only()?;
                 if let Some(card) = cards::find(id) {
@@ -735,6 +739,83 @@ impl Store {
             _ => Ok(()),
         };
         self.payment_intents.push(intent.clone());
+        result.map(|()| intent)
+    }
+
+    /// The PaymentIntent named in the path, if this caller may see it: with the publishable
+    /// key only together with its client secret, as Stripe.js calls it.
+    fn payment_intent(&self, id: &str, params: &Params, caller: Caller) -> Result<(), ApiError> {
+        let intent = self
+            .payment_intents
+            .iter()
+            .find(|pi| pi["id"] == id)
+            .ok_or_else(|| ApiError::no_such("payment_intent", id, "intent", true))?;
+        if caller == Caller::Publishable
+            && params.str("client_secret") != intent["client_secret"].as_str()
+        {
+            return Err(ApiError::invalid(
+                "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
+                Some("client_secret"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The card holder, back on-session, pays an intent that an off-session attempt left
+    /// unpaid (`stripe.confirmCardPayment` in the browser). A card that wants 3-D Secure moves
+    /// the intent to `requires_action` with a `next_action`; confirming an intent that waits
+    /// in `requires_action` stands for the holder passing the bank's challenge, and pays it.
+    fn confirm_payment_intent(
+        &mut self,
+        id: &str,
+        params: &Params,
+        ctx: &mut Ctx,
+    ) -> Result<Value, ApiError> {
+        let index = self
+            .payment_intents
+            .iter()
+            .position(|pi| pi["id"] == id)
+            .expect("checked by the caller");
+        let mut intent = self.payment_intents[index].clone();
+        let status = intent["status"].as_str().unwrap_or_default().to_owned();
+        let result = match status.as_str() {
+            "requires_action" => {
+                intent["status"] = "succeeded".into();
+                intent["next_action"] = Value::Null;
+                intent["last_payment_error"] = Value::Null;
+                intent["amount_received"] = intent["amount"].clone();
+                intent["latest_charge"] = new_id("ch").into();
+                ctx.emit("payment_intent.succeeded", &intent);
+                Ok(())
+            }
+            "requires_payment_method" | "requires_confirmation" => {
+                let customer = intent["customer"].as_str().map(str::to_owned);
+                let requested = params
+                    .str("payment_method")
+                    .map(str::to_owned)
+                    .or_else(|| intent["payment_method"].as_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        ApiError::invalid_code(
+                            "payment_intent_unexpected_state",
+                            "You cannot confirm this PaymentIntent because it's missing a \
+                             payment method.",
+                            None,
+                        )
+                    })?;
+                let pm_id = self.resolve_payment_method(&requested, Some(customer.as_deref()))?;
+                intent["payment_method"] = pm_id.clone().into();
+                intent["last_payment_error"] = Value::Null;
+                self.attempt_payment(&mut intent, &pm_id, false, ctx)
+            }
+            other => Err(ApiError::invalid_code(
+                "payment_intent_unexpected_state",
+                format!(
+                    "You cannot confirm this PaymentIntent because it has a status of {other}."
+                ),
+                None,
+            )),
+        };
+        self.payment_intents[index] = intent.clone();
         result.map(|()| intent)
     }
 

@@ -10,6 +10,7 @@
 //! | POST | `/v1/setup_intents`, GET `/v1/setup_intents/{id}` |
 //! | POST | `/v1/setup_intents/{id}/confirm` (`payment_method=pm_card_visa`: what Stripe.js does when the driver saves a card; the publishable key with `client_secret` works too) |
 //! | POST | `/v1/payment_intents`, GET `/v1/payment_intents/{id}` |
+//! | POST | `/v1/payment_intents/{id}/confirm` (the card holder back on-session, as `stripe.confirmCardPayment` does: a card that wants 3-D Secure answers `requires_action` with a `next_action`; confirming it again stands for passing the bank's challenge) |
 //! | GET | `/v1/payment_methods/{id}` |
 //!
 //! Test cards are in [`cards`]. A control API under `/_fake/` (a path Stripe never uses) lets a
@@ -248,6 +249,47 @@ impl FakeStripe {
         )
         .await
     }
+
+    /// Plays the card holder paying a PaymentIntent in the browser (see [`pay`]).
+    pub async fn confirm_payment_intent(
+        &self,
+        client_secret: &str,
+        payment_method: Option<&str>,
+    ) -> reqwest::Result<(u16, Value)> {
+        pay(
+            &self.shared.http,
+            &self.base_url(),
+            client_secret,
+            payment_method,
+        )
+        .await
+    }
+}
+
+/// Confirms the PaymentIntent a client secret belongs to, as Stripe.js does when the card
+/// holder pays on-session (`payment_method` `None`: the intent's own card). Returns the
+/// status and Stripe's JSON answer.
+pub async fn pay(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_secret: &str,
+    payment_method: Option<&str>,
+) -> reqwest::Result<(u16, Value)> {
+    let id = client_secret
+        .split_once("_secret_")
+        .map_or(client_secret, |(id, _)| id);
+    let mut pairs = vec![("client_secret", client_secret)];
+    pairs.extend(payment_method.map(|pm| ("payment_method", pm)));
+    let form = serde_urlencoded::to_string(pairs).expect("pairs of strings encode");
+    let response = http
+        .post(format!("{base_url}v1/payment_intents/{id}/confirm"))
+        .bearer_auth(TEST_PUBLISHABLE_KEY)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
 }
 
 /// Confirms the SetupIntent a client secret belongs to with a test card, as Stripe.js does
