@@ -55,6 +55,12 @@ pub enum AppError {
     /// The request conflicts with the current state (a taken email, an overlapping booking).
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// The payer (by email or account) has a bill that failed or awaits authentication: no
+    /// new booking until it is paid.
+    #[error(
+        "reservation {reservation_id} has an unpaid bill; pay it (GET /v1/reservations/{reservation_id}/payment) before booking again"
+    )]
+    UnpaidBalance { reservation_id: uuid::Uuid },
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
@@ -90,6 +96,9 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// `unpaid_balance`: the reservation whose bill must be paid first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<uuid::Uuid>,
 }
 
 impl AppError {
@@ -125,7 +134,7 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::UnpaidBalance { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -143,6 +152,7 @@ impl AppError {
             | Self::Unauthorized { code, .. }
             | Self::Conflict { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
+            Self::UnpaidBalance { .. } => "unpaid_balance",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -173,6 +183,10 @@ impl AppError {
             detail,
             code: self.code().to_owned(),
             errors,
+            reservation_id: match self {
+                Self::UnpaidBalance { reservation_id } => Some(*reservation_id),
+                _ => None,
+            },
         }
     }
 }

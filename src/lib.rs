@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod links;
 pub mod metrics;
 pub mod middleware;
 pub mod money;

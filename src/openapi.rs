@@ -36,6 +36,8 @@ use crate::spots::model::{AvailabilityFilter, DistanceUnit};
         (name = "auth", description = "Accounts, sign-in and sessions"),
         (name = "spots", description = "Parking spots: search, detail, operator changes"),
         (name = "reservations", description = "Quotes, bookings, changes and Stripe's webhook"),
+        (name = "payments", description = "A reservation's payment: what to do next, paying a failed bill, receipts"),
+        (name = "guest access", description = "Guests who lost their guest token get a new one by email"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -15,6 +15,7 @@ use crate::auth::token::JwtKeys;
 use crate::config::Config;
 use crate::email::Mailer;
 use crate::jobs::queue::JobQueue;
+use crate::links::AppLinks;
 use crate::metrics::Metrics;
 use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
 use crate::rate_limit::RateLimiter;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub jobs: JobQueue,
     /// Delivers outbox emails (SMTP, or files in development).
     pub mailer: Mailer,
+    /// The web app's pages that emails link to (`PUBLIC_APP_URL`).
+    pub links: AppLinks,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
             mailer,
+            links: AppLinks::new(&config.public_app_url),
             payments: Arc::new(payments),
             db_read,
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),

@@ -106,6 +106,17 @@ pub fn new_guest_token() -> (String, Vec<u8>) {
     (token, hash)
 }
 
+/// A single-use code that lets a guest take a new guest token, and its stored SHA-256.
+pub fn new_access_code() -> (String, Vec<u8>) {
+    let code = random_token();
+    let hash = Sha256::digest(code.as_bytes()).to_vec();
+    (code, hash)
+}
+
+pub fn hash_access_code(code: &str) -> Vec<u8> {
+    Sha256::digest(code.as_bytes()).to_vec()
+}
+
 pub fn hash_guest_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }

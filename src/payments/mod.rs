@@ -104,8 +104,9 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// Asks Stripe whether the card was saved: the server never takes the client's word.
     async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntent, PaymentError>;
 
-    /// The last four digits of a saved card, for emails; `None` for a method that is no card.
-    async fn card_last4(&self, payment_method_id: &str) -> Result<Option<String>, PaymentError>;
+    /// A saved card's brand, last four digits and owner, for receipts and to check that a
+    /// card offered for a bill is the payer's; `None` for a method that is no card.
+    async fn card(&self, payment_method_id: &str) -> Result<Option<Card>, PaymentError>;
 
     /// Asks Stripe for a PaymentIntent (`None` if Stripe has no such object). Webhooks only
     /// name a PaymentIntent; its state is believed when Stripe itself reports it.
@@ -213,20 +214,50 @@ pub struct ChargeRequest {
     pub currency: String,
     /// Sent as `metadata[reservation_id]`, so webhooks and Stripe's dashboard lead back to it.
     pub reservation_id: Uuid,
-    /// The same key for every attempt at the same bill: Stripe then charges at most once.
+    /// The same key for every try of one attempt at the bill (a new attempt, with another
+    /// card, has its own): Stripe then charges at most once per attempt.
     pub idempotency_key: String,
 }
 
 /// What Curbside reads of a PaymentIntent that Stripe reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PaymentIntent {
     pub id: String,
     pub customer_id: Option<String>,
     pub amount_cents: Cents,
     /// `metadata[reservation_id]`, as Curbside set it when charging.
     pub reservation_id: Option<Uuid>,
+    /// The card it charges (`pm_…`).
+    pub payment_method_id: Option<String>,
+    /// Handed to the card holder's browser (and only there) when the bank asks them to
+    /// authenticate: Stripe.js completes the payment with it.
+    pub client_secret: Option<String>,
     /// Its state, read as the outcome of a charge.
     pub outcome: ChargeOutcome,
+}
+
+impl std::fmt::Debug for PaymentIntent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client secret opens the payment to whoever holds it: keep it out of logs.
+        f.debug_struct("PaymentIntent")
+            .field("id", &self.id)
+            .field("customer_id", &self.customer_id)
+            .field("amount_cents", &self.amount_cents)
+            .field("reservation_id", &self.reservation_id)
+            .field("payment_method_id", &self.payment_method_id)
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A saved card, as Stripe describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    /// `visa`, `mastercard`, …
+    pub brand: String,
+    pub last4: String,
+    /// The customer it is attached to (`cus_…`), if any.
+    pub customer_id: Option<String>,
 }
 
 /// How an off-session charge ended.

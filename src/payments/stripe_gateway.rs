@@ -26,7 +26,7 @@ use stripe_shared::{
 
 use super::webhook::{self, WebhookError, WebhookEvent};
 use super::{
-    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
+    Card, ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
     PaymentsConfig, SetupIntent, SetupIntentStatus,
 };
 use crate::money::Cents;
@@ -115,12 +115,17 @@ impl PaymentGateway for StripeGateway {
     }
 
     #[tracing::instrument(skip_all, fields(payment_method.id = %payment_method_id))]
-    async fn card_last4(&self, payment_method_id: &str) -> Result<Option<String>, PaymentError> {
+    async fn card(&self, payment_method_id: &str) -> Result<Option<Card>, PaymentError> {
         let method = RetrievePaymentMethod::new(payment_method_id)
             .send(&self.client)
             .await
             .map_err(classify)?;
-        Ok(method.card.map(|card| card.last4))
+        let customer_id = method.customer.as_ref().map(|c| c.id().to_string());
+        Ok(method.card.map(|card| Card {
+            brand: card.brand,
+            last4: card.last4,
+            customer_id,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent.id = %id))]
@@ -141,6 +146,8 @@ impl PaymentGateway for StripeGateway {
                 .metadata
                 .get("reservation_id")
                 .and_then(|id| id.parse().ok()),
+            payment_method_id: intent.payment_method.as_ref().map(|pm| pm.id().to_string()),
+            client_secret: intent.client_secret.clone(),
             outcome: charge_outcome(intent),
         }))
     }

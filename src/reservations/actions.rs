@@ -16,6 +16,11 @@ use chrono::{DateTime, Utc};
 
 use super::model::{PaymentStatus, Reservation, Status};
 
+/// Attempts at one reservation's final charge, the first included: after that many cards
+/// have failed, the bill goes to support rather than to another card (a stolen-card tester
+/// gets no endless trials).
+pub const MAX_CHARGE_ATTEMPTS: i32 = 10;
+
 /// What can be done to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -33,6 +38,8 @@ pub enum Action {
     Complete,
     /// Charge the final bill off-session.
     Charge,
+    /// Pay a bill whose charge failed with another card (or the same one again).
+    RetryPayment,
 }
 
 /// Why an action is refused now.
@@ -57,6 +64,12 @@ pub enum Refusal {
     NotYet,
     #[error("no charge is waiting")]
     NothingToCharge,
+    /// Only a failed charge is tried again; one in progress, paid or awaiting the card
+    /// holder's authentication is not.
+    #[error("the payment has not failed; nothing to pay again")]
+    PaymentNotFailed,
+    #[error("{MAX_CHARGE_ATTEMPTS} cards were tried for this bill; contact support to pay it")]
+    TooManyAttempts,
 }
 
 impl Reservation {
@@ -93,6 +106,13 @@ impl Reservation {
             (Action::Complete, Confirmed) => Ok(()),
             (Action::Charge, _) if self.payment_status == PaymentStatus::ChargePending => Ok(()),
             (Action::Charge, _) => Err(Refusal::NothingToCharge),
+            (Action::RetryPayment, _) if self.payment_status != PaymentStatus::Failed => {
+                Err(Refusal::PaymentNotFailed)
+            }
+            (Action::RetryPayment, _) if self.charge_attempt >= MAX_CHARGE_ATTEMPTS => {
+                Err(Refusal::TooManyAttempts)
+            }
+            (Action::RetryPayment, _) => Ok(()),
             (
                 Action::Confirm | Action::End | Action::Cancel | Action::Expire | Action::Complete,
                 status @ (Held | Confirmed | Completed | Expired | Cancelled),
@@ -141,8 +161,11 @@ mod tests {
             stripe_customer_id: None,
             stripe_setup_intent_id: None,
             stripe_payment_method_id: None,
+            stripe_payment_intent_id: None,
+            card_brand: None,
             card_last4: None,
             payment_error: None,
+            charge_attempt: 1,
             created_at: at(-10),
             updated_at: at(-10),
         }
@@ -218,6 +241,31 @@ mod tests {
             (Completed, P::Paid, Charge, [Err(R::NothingToCharge); 4]),
             (Completed, P::Failed, Charge, [Err(R::NothingToCharge); 4]),
             (Completed, P::ChargePending, Change, [Err(R::Over); 4]),
+            (Completed, P::Failed, RetryPayment, [ok, ok, ok, ok]),
+            (
+                Completed,
+                P::ChargePending,
+                RetryPayment,
+                [Err(R::PaymentNotFailed); 4],
+            ),
+            (
+                Completed,
+                P::RequiresAction,
+                RetryPayment,
+                [Err(R::PaymentNotFailed); 4],
+            ),
+            (
+                Completed,
+                P::Paid,
+                RetryPayment,
+                [Err(R::PaymentNotFailed); 4],
+            ),
+            (
+                Confirmed,
+                P::CardSaved,
+                RetryPayment,
+                [Err(R::PaymentNotFailed); 4],
+            ),
         ];
         let mut rows = table;
         for status in [Completed, Expired, Cancelled] {
@@ -226,6 +274,12 @@ mod tests {
             }
             rows.push((status, P::NotRequired, Change, [Err(R::Over); 4]));
             rows.push((status, P::NotRequired, Charge, [Err(R::NothingToCharge); 4]));
+            rows.push((
+                status,
+                P::NotRequired,
+                RetryPayment,
+                [Err(R::PaymentNotFailed); 4],
+            ));
         }
         for (status, payment_status, action, expected) in rows {
             let reservation = reservation(status, payment_status);
@@ -237,6 +291,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_failed_bill_takes_a_limited_number_of_cards() {
+        let mut failed = reservation(Status::Completed, PaymentStatus::Failed);
+        failed.charge_attempt = MAX_CHARGE_ATTEMPTS - 1;
+        assert_eq!(failed.check(Action::RetryPayment, at(70)), Ok(()));
+        failed.charge_attempt = MAX_CHARGE_ATTEMPTS;
+        assert_eq!(
+            failed.check(Action::RetryPayment, at(70)),
+            Err(Refusal::TooManyAttempts)
+        );
     }
 
     #[test]

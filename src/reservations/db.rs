@@ -15,10 +15,12 @@ macro_rules! columns {
     () => {
         "id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at, status, payment_status, \
          rate_cents_per_hour, amount_cents, currency, version, hold_expires_at, stripe_customer_id, \
-         stripe_setup_intent_id, stripe_payment_method_id, card_last4, payment_error, created_at, \
-         updated_at"
+         stripe_setup_intent_id, stripe_payment_method_id, stripe_payment_intent_id, card_brand, card_last4, payment_error, \
+         charge_attempt, created_at, updated_at"
     };
 }
+
+pub(super) use columns;
 
 macro_rules! returning {
     ($($sql:expr),+ $(,)?) => {
@@ -416,7 +418,7 @@ pub async fn record_payment(
 
 /// The reservation a PaymentIntent, as Stripe reports it, charges: the one its metadata
 /// names, for that reservation's customer and bill, and not a PaymentIntent other than the
-/// one the reservation recorded (an older attempt's result changes nothing).
+/// one the current attempt recorded (an earlier attempt's result changes nothing).
 pub async fn find_charged_by(
     conn: &mut PgConnection,
     intent: &crate::payments::PaymentIntent,
@@ -425,9 +427,11 @@ pub async fn find_charged_by(
         return Ok(None);
     };
     sqlx::query_scalar(
-        "select id from reservations
-         where id = $1 and stripe_customer_id = $2 and amount_cents = $3
-           and (stripe_payment_intent_id is null or stripe_payment_intent_id = $4)",
+        "select r.id from reservations r
+         where r.id = $1 and r.stripe_customer_id = $2 and r.amount_cents = $3
+           and (r.stripe_payment_intent_id is null or r.stripe_payment_intent_id = $4)
+           and not exists (select 1 from charge_attempts a
+                           where a.payment_intent_id = $4 and a.attempt <> r.charge_attempt)",
     )
     .bind(reservation_id)
     .bind(intent.customer_id.as_deref())
@@ -477,13 +481,4 @@ pub async fn overdue(
     .fetch_all(&mut *conn)
     .await?;
     Ok((ended, lapsed, charges))
-}
-
-pub async fn set_card_last4(conn: &mut PgConnection, id: Uuid, last4: &str) -> sqlx::Result<()> {
-    sqlx::query("update reservations set card_last4 = $2 where id = $1")
-        .bind(id)
-        .bind(last4)
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -10,11 +10,13 @@ use uuid::Uuid;
 
 use super::actions::{Action, Refusal};
 use super::billing::bill;
+use super::charges;
 use super::db;
 use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{self, Notice};
 use crate::jobs::job::Job;
-use crate::payments::{ChargeOutcome, ChargeRequest, CustomerId, PaymentError};
+use crate::links::AppLinks;
+use crate::payments::{Card, ChargeOutcome, ChargeRequest, CustomerId, PaymentError};
 use crate::state::AppState;
 
 /// After a change commits, schedules the jobs it needs: its end or its hold's expiry, its
@@ -99,7 +101,7 @@ pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyho
         Err(Refusal::NotYet) => return Ok(Due::NotYet),
         Err(_) => return Ok(Due::Moot),
     }
-    let completed = finish(&mut tx, &reservation, reservation.ends_at).await?;
+    let completed = finish(&mut tx, &state.links, &reservation, reservation.ends_at).await?;
     tx.commit().await?;
     tracing::info!(reservation.id = %id, amount_cents = completed.amount_cents.0, "reservation completed");
     schedule_follow_up(state, &completed).await;
@@ -111,6 +113,7 @@ pub async fn complete(state: &AppState, id: Uuid, version: Option<i32>) -> anyho
 /// end job and an early end by the driver both finish through here.
 pub async fn finish(
     conn: &mut PgConnection,
+    links: &AppLinks,
     reservation: &Reservation,
     ends_at: chrono::DateTime<Utc>,
 ) -> anyhow::Result<Reservation> {
@@ -121,7 +124,7 @@ pub async fn finish(
     );
     let completed = db::complete(conn, reservation.id, ends_at, final_bill).await?;
     if completed.payment_status == PaymentStatus::NotRequired {
-        notices::write(conn, &completed, &Notice::Receipt).await?;
+        notices::write(conn, links, &completed, &Notice::Receipt).await?;
     }
     Ok(completed)
 }
@@ -138,7 +141,7 @@ pub async fn expire_hold(state: &AppState, id: Uuid) -> anyhow::Result<Due> {
         Err(_) => return Ok(Due::Moot),
     }
     let expired = db::expire(&mut tx, id).await?;
-    notices::write(&mut tx, &expired, &Notice::HoldExpired).await?;
+    notices::write(&mut tx, &state.links, &expired, &Notice::HoldExpired).await?;
     tx.commit().await?;
     tracing::info!(reservation.id = %id, "hold expired");
     schedule_follow_up(state, &expired).await;
@@ -160,9 +163,10 @@ pub enum ChargeAttempt {
     Unknown(anyhow::Error),
 }
 
-/// Charges the final bill off-session, once. The idempotency key is the same on every
-/// attempt, so Stripe charges at most once however often this runs. An error is trouble
-/// with PostgreSQL.
+/// Charges the final bill off-session, once per attempt. The idempotency key is the same
+/// every time one attempt runs, so Stripe charges at most once however often this runs; a
+/// new attempt (another card, after a failure) has its own. An error is trouble with
+/// PostgreSQL.
 pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt> {
     let reservation = db::get(&mut *state.db.acquire().await?, id).await?;
     if reservation.check(Action::Charge, Utc::now()).is_err() {
@@ -184,9 +188,9 @@ pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt>
     // Read before charging, so the receipt has it whichever answer settles the charge first:
     // this job's, or Stripe's webhook.
     if reservation.card_last4.is_none()
-        && let Some(last4) = card_last4(state, &payment_method).await
+        && let Some(card) = card_details(state, &payment_method).await
     {
-        db::set_card_last4(&mut *state.db.acquire().await?, id, &last4).await?;
+        charges::set_card(&mut *state.db.acquire().await?, id, &card).await?;
     }
     let request = ChargeRequest {
         customer_id: CustomerId::new(customer),
@@ -194,7 +198,7 @@ pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt>
         amount_cents: reservation.amount_cents,
         currency: reservation.currency.clone(),
         reservation_id: id,
-        idempotency_key: format!("reservation:{id}:charge"),
+        idempotency_key: charges::charge_key(id, reservation.charge_attempt),
     };
     let outcome = match state.payments.charge_off_session(&request).await {
         Ok(outcome) => outcome,
@@ -221,12 +225,12 @@ pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt>
     Ok(ChargeAttempt::Settled)
 }
 
-/// The card's last four digits for the receipt; a receipt without them beats none.
-async fn card_last4(state: &AppState, payment_method: &str) -> Option<String> {
-    match state.payments.card_last4(payment_method).await {
-        Ok(last4) => last4,
+/// The card's brand and last four digits for the receipt; a receipt without them beats none.
+async fn card_details(state: &AppState, payment_method: &str) -> Option<Card> {
+    match state.payments.card(payment_method).await {
+        Ok(card) => card,
         Err(error) => {
-            tracing::warn!(%error, "cannot read the card's last digits for the receipt");
+            tracing::warn!(%error, "cannot read the card's brand and digits for the receipt");
             None
         }
     }
@@ -236,7 +240,7 @@ async fn card_last4(state: &AppState, payment_method: &str) -> Option<String> {
 /// the reservation is still waiting for that answer.
 pub async fn settle(state: &AppState, id: Uuid, outcome: &ChargeOutcome) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
-    let settled = settle_in(&mut tx, id, outcome).await?;
+    let settled = settle_in(&mut tx, &state.links, id, outcome).await?;
     tx.commit().await?;
     if let Some(settled) = settled {
         schedule_follow_up(state, &settled).await;
@@ -248,6 +252,7 @@ pub async fn settle(state: &AppState, id: Uuid, outcome: &ChargeOutcome) -> anyh
 /// The caller schedules its follow-up once the transaction commits.
 pub async fn settle_in(
     conn: &mut PgConnection,
+    links: &AppLinks,
     id: Uuid,
     outcome: &ChargeOutcome,
 ) -> anyhow::Result<Option<Reservation>> {
@@ -296,6 +301,15 @@ pub async fn settle_in(
     if status == reservation.payment_status {
         return Ok(None);
     }
+    if let Some(payment_intent_id) = payment_intent {
+        charges::record_attempt(
+            conn,
+            &reservation,
+            payment_intent_id,
+            charges::attempt_status(status),
+        )
+        .await?;
+    }
     let settled = db::record_payment(
         conn,
         id,
@@ -305,7 +319,7 @@ pub async fn settle_in(
     )
     .await?;
     if let Some(notice) = notice {
-        notices::write(conn, &settled, &notice).await?;
+        notices::write(conn, links, &settled, &notice).await?;
     }
     tracing::info!(reservation.id = %id, payment_status = ?status, "charge settled");
     Ok(Some(settled))

@@ -5,11 +5,15 @@
 mod access;
 pub mod actions;
 pub mod billing;
+mod charges;
 mod db;
+mod guest_access;
 pub mod lifecycle;
 pub mod model;
 pub mod notices;
 mod payment;
+mod receipt;
+mod recovery;
 mod routes;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::confirm))
         .routes(routes!(routes::end))
         .routes(routes!(routes::cancel))
+        .routes(routes!(recovery::show))
+        .routes(routes!(recovery::retry))
+        .routes(routes!(receipt::show))
+        .routes(routes!(guest_access::request))
+        .routes(routes!(guest_access::exchange))
 }
 
 /// Stripe's webhook: no rate limit by client and no idempotency keys (Stripe retries with

@@ -68,6 +68,12 @@ macro_rules! sql_status {
     (NotRequired) => {
         "'not_required'"
     };
+    (Failed) => {
+        "'failed'"
+    };
+    (RequiresAction) => {
+        "'requires_action'"
+    };
 }
 pub(crate) use sql_status;
 
@@ -128,8 +134,14 @@ pub struct Reservation {
     pub stripe_customer_id: Option<String>,
     pub stripe_setup_intent_id: Option<String>,
     pub stripe_payment_method_id: Option<String>,
+    /// The current attempt's PaymentIntent, once Stripe has answered it.
+    pub stripe_payment_intent_id: Option<String>,
+    pub card_brand: Option<String>,
     pub card_last4: Option<String>,
     pub payment_error: Option<String>,
+    /// The attempt at the final charge that is made next, or was made last: 1, then one
+    /// more for each card the driver gives after a failure.
+    pub charge_attempt: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -158,6 +170,9 @@ pub struct ReservationView {
     /// When a `held` reservation lapses unless a card is saved; null in any other status.
     #[schema(required = true)]
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// The charged card's brand (`visa`, …), once charged.
+    #[schema(required = true)]
+    pub card_brand: Option<String>,
     /// The charged card's last four digits, once charged.
     #[schema(required = true)]
     pub card_last4: Option<String>,
@@ -189,6 +204,7 @@ impl From<&Reservation> for ReservationView {
             currency: r.currency.clone(),
             version: r.version,
             hold_expires_at: r.hold_expires_at.filter(|_| r.status == Status::Held),
+            card_brand: r.card_brand.clone(),
             card_last4: r.card_last4.clone(),
             payment_error: r.payment_error.clone(),
             created_at: r.created_at,
@@ -498,6 +514,11 @@ mod tests {
                 text(&PaymentStatus::ChargePending),
             ),
             (sql_status!(NotRequired), text(&PaymentStatus::NotRequired)),
+            (sql_status!(Failed), text(&PaymentStatus::Failed)),
+            (
+                sql_status!(RequiresAction),
+                text(&PaymentStatus::RequiresAction),
+            ),
         ] {
             assert_eq!(sql, expected);
         }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::model::Reservation;
 use crate::email::outbox::{self, NewEmail};
+use crate::links::AppLinks;
 use crate::money::Cents;
 use crate::spots;
 
@@ -46,6 +47,7 @@ impl Notice {
 /// transaction that makes the change, so the two commit or roll back together.
 pub async fn write(
     conn: &mut PgConnection,
+    links: &AppLinks,
     reservation: &Reservation,
     notice: &Notice,
 ) -> sqlx::Result<Uuid> {
@@ -57,7 +59,7 @@ pub async fn write(
         street: spot.street,
         borough: spot.borough,
     };
-    let (subject, body) = compose(notice, reservation, &place);
+    let (subject, body) = compose(notice, reservation, &place, links);
     outbox::insert(
         conn,
         &NewEmail {
@@ -94,20 +96,33 @@ fn new_york(at: DateTime<Utc>) -> String {
         .to_string()
 }
 
-/// The subject and body of the email for a notice.
-pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (String, String) {
+/// The subject and body of the email for a notice. Every email names the reservation; a
+/// guest's also says how to get back to it without the guest link.
+pub fn compose(
+    notice: &Notice,
+    reservation: &Reservation,
+    place: &Place,
+    links: &AppLinks,
+) -> (String, String) {
     let window = format!(
         "From:  {}\nTo:    {}\nWhere: {place}",
         new_york(reservation.starts_at),
         new_york(reservation.ends_at)
     );
-    let reference = format!("Reservation {}", reservation.id);
-    match notice {
+    let mut reference = format!("Reservation {}", reservation.id);
+    if reservation.user_id.is_none() {
+        reference.push_str(&format!(
+            "\nLost the link to this reservation? Ask for a new one with this email address at \
+             {}",
+            links.request_access()
+        ));
+    }
+    let (subject, text) = match notice {
         Notice::Confirmed => (
             "Your parking is booked".into(),
             format!(
                 "Your parking reservation is confirmed.\n\n{window}\nRate:  {}/hour\nQuote: {}\n\n\
-                 The card you saved is charged for the time used when the reservation ends.\n\n{reference}\n",
+                 The card you saved is charged for the time used when the reservation ends.",
                 Cents(reservation.rate_cents_per_hour.into()).dollars(),
                 reservation.amount_cents.dollars()
             ),
@@ -115,45 +130,30 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
         Notice::Changed => (
             "Your parking reservation changed".into(),
             format!(
-                "Your parking reservation now runs:\n\n{window}\nQuote: {}\n\n{reference}\n",
+                "Your parking reservation now runs:\n\n{window}\nQuote: {}",
                 reservation.amount_cents.dollars()
             ),
         ),
-        Notice::Receipt => {
-            let minutes =
-                super::billing::billable_minutes(reservation.starts_at, reservation.ends_at);
-            let card = reservation.card_last4.as_deref().map_or_else(
-                || "the card on file".to_owned(),
-                |last4| format!("the card ending in {last4}"),
-            );
-            let paid = if reservation.amount_cents == Cents::ZERO {
-                "Nothing was owed.".to_owned()
-            } else {
-                format!("Charged to {card}.")
-            };
-            (
-                format!(
-                    "Your parking receipt: {}",
-                    reservation.amount_cents.dollars()
-                ),
-                format!(
-                    "Thank you for parking with Curbside.\n\n{window}\nMinutes: {minutes}\nRate:    {}/hour\nAmount:  {}\n\n{paid}\n\n{reference}\n",
-                    Cents(reservation.rate_cents_per_hour.into()).dollars(),
-                    reservation.amount_cents.dollars()
-                ),
-            )
-        }
+        Notice::Receipt => (
+            format!(
+                "Your parking receipt: {}",
+                reservation.amount_cents.dollars()
+            ),
+            format!(
+                "Thank you for parking with Curbside.\n\n{window}\n{}\n\nReceipt: {}",
+                receipt_lines(reservation),
+                links.receipt(reservation.id)
+            ),
+        ),
         Notice::Cancelled => (
             "Your parking reservation is cancelled".into(),
-            format!(
-                "Your parking reservation was cancelled. Nothing is charged.\n\n{window}\n\n{reference}\n"
-            ),
+            format!("Your parking reservation was cancelled. Nothing is charged.\n\n{window}"),
         ),
         Notice::HoldExpired => (
             "Your parking hold expired".into(),
             format!(
                 "We held this spot for you, but no card was saved in time, so the hold has \
-                 expired and the spot is free again. Nothing is charged. Book again any time.\n\n{window}\n\n{reference}\n"
+                 expired and the spot is free again. Nothing is charged. Book again any time.\n\n{window}"
             ),
         ),
         Notice::PaymentFailed {
@@ -161,11 +161,9 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
             requires_action,
         } => {
             let what_to_do = if *requires_action {
-                "Your bank asks you to confirm this payment. Open the Curbside app and pay the \
-                 reservation there, or contact support with the reference below."
+                "Your bank asks you to confirm this payment. Confirm it here"
             } else {
-                "Please pay the amount in the Curbside app with another card, or contact \
-                 support with the reference below. Until then new bookings may be refused."
+                "Please pay it with another card here"
             };
             (
                 format!(
@@ -173,12 +171,35 @@ pub fn compose(notice: &Notice, reservation: &Reservation, place: &Place) -> (St
                     reservation.amount_cents.dollars()
                 ),
                 format!(
-                    "We could not charge your card for this reservation: {reason}\n\n{window}\nAmount: {}\n\n{what_to_do}\n\n{reference}\n",
-                    reservation.amount_cents.dollars()
+                    "We could not charge your card for this reservation: {reason}\n\n{window}\nAmount: {}\n\n\
+                     {what_to_do}:\n{}\n\nUntil it is paid, new bookings with this email address are refused.",
+                    reservation.amount_cents.dollars(),
+                    links.payment(reservation.id)
                 ),
             )
         }
-    }
+    };
+    (subject, format!("{text}\n\n{reference}\n"))
+}
+
+/// The lines of a receipt that say what was billed and how it was paid: the email and the
+/// receipt page show the same.
+pub fn receipt_lines(reservation: &Reservation) -> String {
+    let minutes = super::billing::billable_minutes(reservation.starts_at, reservation.ends_at);
+    let paid = if reservation.amount_cents == Cents::ZERO {
+        "Nothing was owed.".to_owned()
+    } else {
+        match (&reservation.card_brand, &reservation.card_last4) {
+            (Some(brand), Some(last4)) => format!("Charged to the {brand} card ending in {last4}."),
+            (None, Some(last4)) => format!("Charged to the card ending in {last4}."),
+            _ => "Charged to the card on file.".to_owned(),
+        }
+    };
+    format!(
+        "Minutes: {minutes}\nRate:    {}/hour\nAmount:  {}\n\n{paid}",
+        Cents(reservation.rate_cents_per_hour.into()).dollars(),
+        reservation.amount_cents.dollars()
+    )
 }
 
 #[cfg(test)]

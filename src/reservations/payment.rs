@@ -18,17 +18,19 @@ use uuid::Uuid;
 use super::actions::{Action, Refusal};
 use super::db;
 use super::lifecycle;
-use super::model::{Reservation, Status};
+use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{self, Notice};
+use super::recovery;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
+use crate::links::AppLinks;
 use crate::payments::{
     ChargeOutcome, CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
 };
 use crate::state::AppState;
 
 /// Answers a failed Stripe call: 503 when trying again may work, 502 otherwise.
-fn payment_error(error: PaymentError) -> AppError {
+pub(super) fn payment_error(error: PaymentError) -> AppError {
     tracing::warn!(%error, "Stripe call failed");
     match error {
         PaymentError::Unavailable(_) => AppError::ServiceUnavailable(
@@ -134,7 +136,7 @@ pub async fn confirm_with_card(
     payment_method: &str,
 ) -> AppResult<Reservation> {
     let mut tx = state.db.begin().await?;
-    let confirmed = confirm_in(&mut tx, reservation, payment_method).await?;
+    let confirmed = confirm_in(&mut tx, &state.links, reservation, payment_method).await?;
     tx.commit().await?;
     match confirmed {
         Confirmation::Now(confirmed) => {
@@ -155,6 +157,7 @@ enum Confirmation {
 /// Confirms a held reservation with its confirmation email, in the caller's transaction.
 async fn confirm_in(
     conn: &mut PgConnection,
+    links: &AppLinks,
     reservation: &Reservation,
     payment_method: &str,
 ) -> AppResult<Confirmation> {
@@ -165,7 +168,7 @@ async fn confirm_in(
     match current.check(Action::Confirm, Utc::now()) {
         Ok(()) => {
             let confirmed = db::confirm(conn, reservation.id, payment_method).await?;
-            notices::write(conn, &confirmed, &Notice::Confirmed).await?;
+            notices::write(conn, links, &confirmed, &Notice::Confirmed).await?;
             tracing::info!(reservation.id = %reservation.id, "reservation confirmed");
             Ok(Confirmation::Now(confirmed))
         }
@@ -239,14 +242,18 @@ pub async fn stripe_webhook(
         Some(Effect::Confirm {
             reservation,
             payment_method,
-        }) => match confirm_in(&mut tx, &reservation, &payment_method).await? {
+        }) => match confirm_in(&mut tx, &state.links, &reservation, &payment_method).await? {
             Confirmation::Now(confirmed) => Some(confirmed),
             Confirmation::Already(_) | Confirmation::Refused(_) => None,
         },
         Some(Effect::Settle {
             reservation_id,
             outcome,
-        }) => lifecycle::settle_in(&mut tx, reservation_id, &outcome).await?,
+        }) => lifecycle::settle_in(&mut tx, &state.links, reservation_id, &outcome).await?,
+        Some(Effect::Retry {
+            reservation_id,
+            payment_method,
+        }) => recovery::start_attempt_in(&mut tx, reservation_id, &payment_method, None).await?,
         None => None,
     };
     tx.commit().await?;
@@ -266,6 +273,11 @@ enum Effect {
         reservation: Box<Reservation>,
         payment_method: String,
     },
+    /// A new card is saved for a failed bill: charge it.
+    Retry {
+        reservation_id: Uuid,
+        payment_method: String,
+    },
     /// The reservation's charge has this result.
     Settle {
         reservation_id: Uuid,
@@ -281,9 +293,20 @@ async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Optio
         WebhookEventKind::SetupIntentSucceeded { setup_intent_id } => {
             let reservation =
                 db::find_by_setup_intent(&mut *state.db.acquire().await?, setup_intent_id).await?;
-            let Some(reservation) = reservation.filter(|r| r.status == Status::Held) else {
+            let Some(reservation) = reservation else {
                 return Ok(None);
             };
+            if reservation.payment_status == PaymentStatus::Failed {
+                return Ok(new_card_for(state, &reservation)
+                    .await?
+                    .map(|payment_method| Effect::Retry {
+                        reservation_id: reservation.id,
+                        payment_method,
+                    }));
+            }
+            if reservation.status != Status::Held {
+                return Ok(None);
+            }
             match saved_card(state, &reservation).await {
                 Ok(payment_method) => Ok(Some(Effect::Confirm {
                     reservation: Box::new(reservation),
@@ -315,4 +338,25 @@ async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Optio
         }
         WebhookEventKind::Other => Ok(None),
     }
+}
+
+/// The card a SetupIntent saved for a failed bill, as Stripe reports it; `None` when it is
+/// not saved, or is the card that failed (the booking's own SetupIntent).
+async fn new_card_for(state: &AppState, reservation: &Reservation) -> AppResult<Option<String>> {
+    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_deref() else {
+        return Ok(None);
+    };
+    let intent = state
+        .payments
+        .retrieve_setup_intent(setup_intent_id)
+        .await
+        .map_err(payment_error)?;
+    Ok(match (intent.status, intent.payment_method) {
+        (SetupIntentStatus::Succeeded, Some(card))
+            if reservation.stripe_payment_method_id.as_deref() != Some(card.as_str()) =>
+        {
+            Some(card)
+        }
+        _ => None,
+    })
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::access::{Booker, Caller};
 use super::actions::{Action, Refusal};
 use super::billing::bill;
+use super::charges;
 use super::db::{self, NewReservation};
 use super::model::{
     Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Plate, Quote, QuoteRequest,
@@ -82,7 +83,7 @@ pub async fn quote(
     request_body = BookingRequest,
     responses(
         (status = 201, description = "Held; save the card with `payment.client_secret`", body = Booking),
-        (status = 409, description = "`spot_unavailable`: out of service, or taken for part of the window"),
+        (status = 409, description = "`spot_unavailable`: out of service, or taken for part of the window; `unpaid_balance`: a bill of this email address (or account) failed or awaits authentication, `reservation_id` names it"),
         (status = 422, description = "`validation_failed`: an unknown spot, a window the booking rules refuse, no email for a guest, or an invalid email or plate; `errors` names each field"),
         (status = 502, description = "`bad_gateway`: Stripe refused the card setup; nothing was booked"),
     )
@@ -129,6 +130,11 @@ pub async fn book(
             .map(|email| email.as_str().to_owned())
             .ok_or_else(|| AppError::validation("email", "is required when booking as a guest"))?,
     };
+    if let Some(reservation_id) =
+        charges::unpaid_by(&state.db, &email, user.map(|u| u.user_id)).await?
+    {
+        return Err(AppError::UnpaidBalance { reservation_id });
+    }
     let (guest_token, guest_token_hash) = match user {
         Some(_) => (None, None),
         None => {
@@ -185,7 +191,7 @@ async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Rese
     db::lock_spot(&mut tx, new.spot_id).await?;
     let expired = db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
     for lapsed in &expired {
-        notices::write(&mut tx, lapsed, &Notice::HoldExpired).await?;
+        notices::write(&mut tx, &state.links, lapsed, &Notice::HoldExpired).await?;
     }
     let reservation = db::insert(&mut tx, new).await?;
     tx.commit().await?;
@@ -351,7 +357,7 @@ pub async fn change(
         reservation.rate_cents_per_hour,
     );
     let changed = db::change_end(&mut locked.tx, id, ends_at, new_bill).await?;
-    notices::write(&mut locked.tx, &changed, &Notice::Changed).await?;
+    notices::write(&mut locked.tx, &state.links, &changed, &Notice::Changed).await?;
     let changed = locked.commit(&state, changed).await?;
     tracing::info!(version = changed.version, "reservation changed");
     Ok(axum::Json(ReservationView::from(&changed)))
@@ -376,7 +382,7 @@ pub async fn end(
 ) -> AppResult<axum::Json<ReservationView>> {
     let now = to_stored_precision(Utc::now());
     let mut locked = Locked::take(&state, id, &caller, Action::End, now).await?;
-    let ended = lifecycle::finish(&mut locked.tx, &locked.reservation, now).await?;
+    let ended = lifecycle::finish(&mut locked.tx, &state.links, &locked.reservation, now).await?;
     let ended = locked.commit(&state, ended).await?;
     tracing::info!(
         amount_cents = ended.amount_cents.0,
@@ -404,7 +410,7 @@ pub async fn cancel(
 ) -> AppResult<axum::Json<ReservationView>> {
     let mut locked = Locked::take(&state, id, &caller, Action::Cancel, Utc::now()).await?;
     let cancelled = db::cancel(&mut locked.tx, id).await?;
-    notices::write(&mut locked.tx, &cancelled, &Notice::Cancelled).await?;
+    notices::write(&mut locked.tx, &state.links, &cancelled, &Notice::Cancelled).await?;
     let cancelled = locked.commit(&state, cancelled).await?;
     tracing::info!("reservation cancelled");
     Ok(axum::Json(ReservationView::from(&cancelled)))

@@ -314,6 +314,105 @@ pub fn database_url(db: &PgPool) -> String {
     format!("{server}/{name}{query}")
 }
 
+/// A booking as the API answered it.
+#[derive(Debug, Clone)]
+pub struct Booked {
+    pub id: uuid::Uuid,
+    /// The guest token (`cg_…`), or the driver's access token for a driver's booking.
+    pub token: String,
+    /// The SetupIntent's client secret, for saving the card.
+    pub client_secret: String,
+}
+
+impl TestApp {
+    /// Books `minutes` from now on `spot` as a guest with `email`.
+    pub async fn book_as_guest(&self, spot: uuid::Uuid, email: &str, minutes: i64) -> Booked {
+        let body = json!({"spot_id": spot, "duration_minutes": minutes, "email": email});
+        let booked = expect_status(
+            self.post("/v1/reservations", &body, None).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        Self::booked(booked, None)
+    }
+
+    /// Books `minutes` from now on `spot` as the driver whose access token is given.
+    pub async fn book_as_driver(&self, spot: uuid::Uuid, token: &str, minutes: i64) -> Booked {
+        let body = json!({"spot_id": spot, "duration_minutes": minutes});
+        let booked = expect_status(
+            self.post("/v1/reservations", &body, Some(token)).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        Self::booked(booked, Some(token))
+    }
+
+    fn booked(body: Value, driver_token: Option<&str>) -> Booked {
+        Booked {
+            id: body["reservation"]["id"].as_str().unwrap().parse().unwrap(),
+            token: driver_token
+                .or(body["guest_token"].as_str())
+                .expect("a guest booking has a guest token")
+                .to_owned(),
+            client_secret: body["payment"]["client_secret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        }
+    }
+
+    /// Saves `card` (`pm_card_visa`…) at the imitation, as Stripe.js would, and confirms.
+    pub async fn save_card_and_confirm(&self, booked: &Booked, card: &str) -> Value {
+        let (status, answer) = self
+            .stripe
+            .confirm_setup_intent(&booked.client_secret, card)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "saving {card}: {answer}");
+        let path = format!("/v1/reservations/{}/confirm", booked.id);
+        expect_status(
+            self.post(&path, &json!({}), Some(&booked.token)).await,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Ends a running reservation now, through the API.
+    pub async fn end_now(&self, booked: &Booked) -> Value {
+        let path = format!("/v1/reservations/{}/end", booked.id);
+        expect_status(
+            self.post(&path, &json!({}), Some(&booked.token)).await,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `GET /v1/reservations/{id}{suffix}` with the booking's token.
+    pub async fn get_reservation(&self, booked: &Booked, suffix: &str) -> Response {
+        self.get(
+            &format!("/v1/reservations/{}{suffix}", booked.id),
+            Some(&booked.token),
+        )
+        .await
+    }
+
+    /// Polls `GET …/payment` until `done` holds, up to 15 s; the last answer either way.
+    pub async fn wait_for_payment(&self, booked: &Booked, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let payment = expect_status(
+                self.get_reservation(booked, "/payment").await,
+                StatusCode::OK,
+            )
+            .await;
+            if done(&payment) || tokio::time::Instant::now() > deadline {
+                return payment;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A spot with the given maximum stay and hourly rate.
 pub async fn insert_spot(
     db: &PgPool,

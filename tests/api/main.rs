@@ -4,6 +4,7 @@
 mod auth;
 mod errors;
 mod first_run;
+mod guest_access;
 mod helpers;
 mod hostile;
 mod job_queue;
@@ -11,6 +12,8 @@ mod lifecycle;
 mod openapi;
 mod operations;
 mod payments;
+mod receipts;
+mod recovery;
 mod reservations;
 mod smtp_sink;
 mod spots;

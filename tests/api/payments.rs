@@ -124,14 +124,10 @@ async fn a_card_is_saved_with_a_setup_intent_and_stripe_is_asked_about_it() {
     let payment_method = saved.payment_method.unwrap();
     // As at Stripe, a test token becomes a payment method of its own.
     assert!(payment_method.starts_with("pm_") && payment_method != "pm_card_visa");
-    assert_eq!(
-        gateway
-            .card_last4(&payment_method)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("4242")
-    );
+    let card = gateway.card(&payment_method).await.unwrap().unwrap();
+    assert_eq!((card.brand.as_str(), card.last4.as_str()), ("visa", "4242"));
+    // Saving attached it to the intent's customer: that is how a card is known as the payer's.
+    assert_eq!(card.customer_id.as_deref(), Some(customer.as_str()));
 
     // The setup intent was created for off-session use, for cards only, with a key.
     let requests = fake.requests();
@@ -510,12 +506,16 @@ async fn the_control_api_drives_faults_delays_and_counts_over_http() {
         .unwrap();
     assert_eq!(response.status(), 204);
     let impatient = gateway_with(&fake, |c| c.with_timeout(Duration::from_millis(200)));
-    let error = impatient.card_last4("pm_card_visa").await.unwrap_err();
+    let error = impatient.card("pm_card_visa").await.unwrap_err();
     assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
     http.delete(control("delay")).send().await.unwrap();
     assert_eq!(
-        gateway.card_last4("pm_card_visa").await.unwrap().as_deref(),
-        Some("4242")
+        gateway
+            .card("pm_card_visa")
+            .await
+            .unwrap()
+            .map(|card| card.last4),
+        Some("4242".to_owned())
     );
 }
 

@@ -34,6 +34,19 @@ impl Mail {
             .split_once("\r\n\r\n")
             .map_or("", |(_, body)| body)
     }
+
+    /// The body as the reader sees it: quoted-printable decoded, lines joined again.
+    pub fn text(&self) -> String {
+        let quoted = self
+            .header("Content-Transfer-Encoding")
+            .is_some_and(|encoding| encoding.eq_ignore_ascii_case("quoted-printable"));
+        if !quoted {
+            return self.body().replace("\r\n", "\n");
+        }
+        let decoded = quoted_printable::decode(self.body(), quoted_printable::ParseMode::Robust)
+            .expect("lettre writes valid quoted-printable");
+        String::from_utf8_lossy(&decoded).replace("\r\n", "\n")
+    }
 }
 
 pub struct SmtpSink {

@@ -1,0 +1,159 @@
+//! The attempts at a reservation's final charge, and what they decide: whether a bill is
+//! unpaid, and which card the next attempt uses.
+//!
+//! Each attempt is one PaymentIntent under its own idempotency key (`reservation:{id}:charge`
+//! for the first, `reservation:{id}:charge:{n}` after). `charge_attempts_one_success`, a
+//! unique partial index, refuses a second succeeded attempt of one reservation, whatever the
+//! order in which the charge job, Stripe's webhooks and the driver's retries arrive.
+
+use sqlx::PgConnection;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::model::{PaymentStatus, Reservation, sql_status};
+use crate::payments::Card;
+
+/// The idempotency key of attempt `attempt` at the reservation's final charge. The first
+/// keeps the key it had before attempts were numbered, so a charge in flight across an
+/// upgrade is not made twice.
+pub fn charge_key(reservation_id: Uuid, attempt: i32) -> String {
+    match attempt {
+        1 => format!("reservation:{reservation_id}:charge"),
+        n => format!("reservation:{reservation_id}:charge:{n}"),
+    }
+}
+
+/// The idempotency key of the SetupIntent that saves a new card for attempt `attempt`.
+pub fn setup_key(reservation_id: Uuid, attempt: i32) -> String {
+    format!("reservation:{reservation_id}:setup:{attempt}")
+}
+
+/// What Stripe said of an attempt, as `charge_attempts.status` stores it (Stripe's own
+/// words for a PaymentIntent, `failed` for one that was refused).
+pub fn attempt_status(payment_status: PaymentStatus) -> &'static str {
+    match payment_status {
+        PaymentStatus::Paid => "succeeded",
+        PaymentStatus::RequiresAction => "requires_action",
+        PaymentStatus::Failed => "failed",
+        _ => "processing",
+    }
+}
+
+/// Records what the current attempt's PaymentIntent did. A second succeeded attempt of the
+/// same reservation fails here (`charge_attempts_one_success`), and its transaction with it.
+pub async fn record_attempt(
+    conn: &mut PgConnection,
+    reservation: &Reservation,
+    payment_intent_id: &str,
+    status: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into charge_attempts
+             (reservation_id, attempt, payment_intent_id, payment_method_id, amount_cents, status)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (reservation_id, attempt)
+         do update set payment_intent_id = excluded.payment_intent_id, status = excluded.status",
+    )
+    .bind(reservation.id)
+    .bind(reservation.charge_attempt)
+    .bind(payment_intent_id)
+    .bind(
+        reservation
+            .stripe_payment_method_id
+            .as_deref()
+            .unwrap_or_default(),
+    )
+    .bind(reservation.amount_cents)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest attempt's PaymentIntent and its status, for the receipt.
+pub async fn latest_attempt(
+    conn: &mut PgConnection,
+    reservation_id: Uuid,
+) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as(
+        "select payment_intent_id, status from charge_attempts
+         where reservation_id = $1 order by attempt desc limit 1",
+    )
+    .bind(reservation_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A reservation of this payer whose bill is unpaid (failed, or waiting for the card holder
+/// to authenticate): by email, for guests and drivers alike, and by account.
+pub async fn unpaid_by(
+    pool: &PgPool,
+    email: &str,
+    user_id: Option<Uuid>,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(concat!(
+        "select id from reservations
+         where (email = $1 or ($2::uuid is not null and user_id = $2))
+           and payment_status in (",
+        sql_status!(Failed),
+        ", ",
+        sql_status!(RequiresAction),
+        ") order by created_at limit 1"
+    ))
+    .bind(email)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Starts the next attempt with `payment_method_id`, on a failed reservation the caller
+/// locked and checked: the charge is pending again, under the next attempt's number. The
+/// SetupIntent that saved the card has done its work and is forgotten, so a later failure
+/// asks for another card rather than trying this one again.
+pub async fn begin_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+    payment_method_id: &str,
+    card: Option<&Card>,
+) -> sqlx::Result<Reservation> {
+    sqlx::query_as(concat!(
+        "update reservations set payment_status = ",
+        sql_status!(ChargePending),
+        ", stripe_payment_method_id = $2, stripe_payment_intent_id = null, payment_error = null,
+           stripe_setup_intent_id = null, card_brand = $3, card_last4 = $4, charge_attempt = charge_attempt + 1
+         where id = $1 returning ",
+        super::db::columns!()
+    ))
+    .bind(id)
+    .bind(payment_method_id)
+    .bind(card.map(|c| c.brand.as_str()))
+    .bind(card.map(|c| c.last4.as_str()))
+    .fetch_one(conn)
+    .await
+}
+
+/// Records the SetupIntent that saves a new card for the next attempt: the one Stripe's
+/// `setup_intent.succeeded` names, and the one `GET …/payment` hands out again.
+pub async fn attach_retry_setup_intent(
+    conn: &mut PgConnection,
+    id: Uuid,
+    setup_intent_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("update reservations set stripe_setup_intent_id = $2 where id = $1")
+        .bind(id)
+        .bind(setup_intent_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The card the receipt names.
+pub async fn set_card(conn: &mut PgConnection, id: Uuid, card: &Card) -> sqlx::Result<()> {
+    sqlx::query("update reservations set card_brand = $2, card_last4 = $3 where id = $1")
+        .bind(id)
+        .bind(&card.brand)
+        .bind(&card.last4)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
