@@ -88,7 +88,7 @@ async fn limit_by_address(
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn request(
+pub async fn request_access(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -163,7 +163,7 @@ pub async fn request(
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
-pub async fn exchange(
+pub async fn exchange_access_code(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

@@ -29,11 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::confirm))
         .routes(routes!(routes::end))
         .routes(routes!(routes::cancel))
-        .routes(routes!(recovery::show))
-        .routes(routes!(recovery::retry))
-        .routes(routes!(receipt::show))
-        .routes(routes!(guest_access::request))
-        .routes(routes!(guest_access::exchange))
+        .routes(routes!(recovery::show_payment))
+        .routes(routes!(recovery::retry_payment))
+        .routes(routes!(receipt::show_receipt))
+        .routes(routes!(guest_access::request_access))
+        .routes(routes!(guest_access::exchange_access_code))
 }
 
 /// Stripe's webhook: no rate limit by client and no idempotency keys (Stripe retries with

@@ -96,7 +96,7 @@ pub struct ReceiptPaymentIntent {
         (status = 409, description = "`invalid_state`: the reservation is not completed (a receipt comes when it ends)"),
     )
 )]
-pub async fn show(
+pub async fn show_receipt(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,

@@ -125,7 +125,7 @@ async fn find(state: &AppState, id: Uuid, caller: &Caller) -> AppResult<Reservat
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
-pub async fn show(
+pub async fn show_payment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
@@ -150,7 +150,7 @@ pub async fn show(
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
-pub async fn retry(
+pub async fn retry_payment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
