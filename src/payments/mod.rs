@@ -10,6 +10,7 @@
 //! Every call that creates something at Stripe takes an idempotency key from the caller: a
 //! retried charge with the same key can never charge twice.
 
+mod ids;
 mod stripe_gateway;
 pub mod webhook;
 
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use crate::money::Cents;
 use uuid::Uuid;
 
+pub use self::ids::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 pub use self::stripe_gateway::StripeGateway;
 pub use self::webhook::{WebhookError, WebhookEvent, WebhookEventKind};
 
@@ -102,17 +104,18 @@ pub trait PaymentGateway: Send + Sync + 'static {
     ) -> Result<SetupIntent, PaymentError>;
 
     /// Asks Stripe whether the card was saved: the server never takes the client's word.
-    async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntent, PaymentError>;
+    async fn retrieve_setup_intent(&self, id: &SetupIntentId) -> Result<SetupIntent, PaymentError>;
 
     /// A saved card's brand, last four digits and owner, for receipts and to check that a
     /// card offered for a bill is the payer's; `None` for a method that is no card.
-    async fn card(&self, payment_method_id: &str) -> Result<Option<Card>, PaymentError>;
+    async fn card(&self, payment_method_id: &PaymentMethodId)
+    -> Result<Option<Card>, PaymentError>;
 
     /// Asks Stripe for a PaymentIntent (`None` if Stripe has no such object). Webhooks only
     /// name a PaymentIntent; its state is believed when Stripe itself reports it.
     async fn retrieve_payment_intent(
         &self,
-        id: &str,
+        id: &PaymentIntentId,
     ) -> Result<Option<PaymentIntent>, PaymentError>;
 
     /// Charges a saved card with nobody at the keyboard (`confirm=true`, `off_session=true`).
@@ -130,40 +133,15 @@ pub trait PaymentGateway: Send + Sync + 'static {
     ) -> Result<WebhookEvent, WebhookError>;
 }
 
-/// A Stripe customer id (`cus_…`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CustomerId(String);
-
-impl CustomerId {
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl std::fmt::Display for CustomerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// What Curbside needs to know of a SetupIntent.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SetupIntent {
-    /// `seti_…`
-    pub id: String,
+    pub id: SetupIntentId,
     /// Handed to the browser (and only there): Stripe.js confirms the intent with it.
     pub client_secret: String,
     pub status: SetupIntentStatus,
-    /// The saved card (`pm_…`), once the driver has entered one.
-    pub payment_method: Option<String>,
+    /// The saved card, once the driver has entered one.
+    pub payment_method: Option<PaymentMethodId>,
 }
 
 impl std::fmt::Debug for SetupIntent {
@@ -208,7 +186,7 @@ impl SetupIntentStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest {
     pub customer_id: CustomerId,
-    pub payment_method_id: String,
+    pub payment_method_id: PaymentMethodId,
     pub amount_cents: Cents,
     /// Lowercase ISO code, e.g. `usd`.
     pub currency: String,
@@ -222,13 +200,13 @@ pub struct ChargeRequest {
 /// What Curbside reads of a PaymentIntent that Stripe reports.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PaymentIntent {
-    pub id: String,
-    pub customer_id: Option<String>,
+    pub id: PaymentIntentId,
+    pub customer_id: Option<CustomerId>,
     pub amount_cents: Cents,
     /// `metadata[reservation_id]`, as Curbside set it when charging.
     pub reservation_id: Option<Uuid>,
-    /// The card it charges (`pm_…`).
-    pub payment_method_id: Option<String>,
+    /// The card it charges.
+    pub payment_method_id: Option<PaymentMethodId>,
     /// Handed to the card holder's browser (and only there) when the bank asks them to
     /// authenticate: Stripe.js completes the payment with it.
     pub client_secret: Option<String>,
@@ -256,20 +234,20 @@ pub struct Card {
     /// `visa`, `mastercard`, …
     pub brand: String,
     pub last4: String,
-    /// The customer it is attached to (`cus_…`), if any.
-    pub customer_id: Option<String>,
+    /// The customer it is attached to, if any.
+    pub customer_id: Option<CustomerId>,
 }
 
 /// How an off-session charge ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
     /// The money is ours.
-    Succeeded { payment_intent_id: String },
+    Succeeded { payment_intent_id: PaymentIntentId },
     /// Stripe has accepted the charge and will tell us the result by webhook (rare for cards).
-    Processing { payment_intent_id: String },
+    Processing { payment_intent_id: PaymentIntentId },
     /// The bank said no (`card_declined`, `expired_card`, …); becomes HTTP 402 for clients.
     Declined {
-        payment_intent_id: Option<String>,
+        payment_intent_id: Option<PaymentIntentId>,
         /// Stripe's error code, e.g. `card_declined`.
         code: String,
         /// The issuer's reason when given, e.g. `insufficient_funds`.
@@ -279,7 +257,7 @@ pub enum ChargeOutcome {
     },
     /// The bank wants the card holder to authenticate (`authentication_required`): only the
     /// driver, on-session, can finish this payment.
-    RequiresAction { payment_intent_id: String },
+    RequiresAction { payment_intent_id: PaymentIntentId },
 }
 
 /// Why a call to Stripe did not give an answer Curbside can act on.

@@ -27,7 +27,8 @@ use stripe_shared::{
 use super::webhook::{self, WebhookError, WebhookEvent};
 use super::{
     Card, ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
-    PaymentsConfig, SetupIntent, SetupIntentStatus,
+    PaymentIntentId, PaymentMethodId, PaymentsConfig, SetupIntent, SetupIntentId,
+    SetupIntentStatus,
 };
 use crate::money::Cents;
 
@@ -106,8 +107,8 @@ impl PaymentGateway for StripeGateway {
     }
 
     #[tracing::instrument(skip_all, fields(setup_intent.id = %id))]
-    async fn retrieve_setup_intent(&self, id: &str) -> Result<SetupIntent, PaymentError> {
-        let intent = RetrieveSetupIntent::new(id)
+    async fn retrieve_setup_intent(&self, id: &SetupIntentId) -> Result<SetupIntent, PaymentError> {
+        let intent = RetrieveSetupIntent::new(id.as_str())
             .send(&self.client)
             .await
             .map_err(classify)?;
@@ -115,12 +116,18 @@ impl PaymentGateway for StripeGateway {
     }
 
     #[tracing::instrument(skip_all, fields(payment_method.id = %payment_method_id))]
-    async fn card(&self, payment_method_id: &str) -> Result<Option<Card>, PaymentError> {
-        let method = RetrievePaymentMethod::new(payment_method_id)
+    async fn card(
+        &self,
+        payment_method_id: &PaymentMethodId,
+    ) -> Result<Option<Card>, PaymentError> {
+        let method = RetrievePaymentMethod::new(payment_method_id.as_str())
             .send(&self.client)
             .await
             .map_err(classify)?;
-        let customer_id = method.customer.as_ref().map(|c| c.id().to_string());
+        let customer_id = method
+            .customer
+            .as_ref()
+            .map(|c| CustomerId::new(c.id().as_str()));
         Ok(method.card.map(|card| Card {
             brand: card.brand,
             last4: card.last4,
@@ -131,22 +138,31 @@ impl PaymentGateway for StripeGateway {
     #[tracing::instrument(skip_all, fields(payment_intent.id = %id))]
     async fn retrieve_payment_intent(
         &self,
-        id: &str,
+        id: &PaymentIntentId,
     ) -> Result<Option<PaymentIntent>, PaymentError> {
-        let intent = match RetrievePaymentIntent::new(id).send(&self.client).await {
+        let intent = match RetrievePaymentIntent::new(id.as_str())
+            .send(&self.client)
+            .await
+        {
             Ok(intent) => intent,
             Err(StripeError::Stripe(_, 404)) => return Ok(None),
             Err(error) => return Err(classify(error)),
         };
         Ok(Some(PaymentIntent {
-            id: intent.id.to_string(),
-            customer_id: intent.customer.as_ref().map(|c| c.id().to_string()),
+            id: PaymentIntentId::new(intent.id.as_str()),
+            customer_id: intent
+                .customer
+                .as_ref()
+                .map(|c| CustomerId::new(c.id().as_str())),
             amount_cents: Cents(intent.amount),
             reservation_id: intent
                 .metadata
                 .get("reservation_id")
                 .and_then(|id| id.parse().ok()),
-            payment_method_id: intent.payment_method.as_ref().map(|pm| pm.id().to_string()),
+            payment_method_id: intent
+                .payment_method
+                .as_ref()
+                .map(|pm| PaymentMethodId::new(pm.id().as_str())),
             client_secret: intent.client_secret.clone(),
             outcome: charge_outcome(intent),
         }))
@@ -205,16 +221,18 @@ fn setup_intent(intent: stripe_shared::SetupIntent) -> Result<SetupIntent, Payme
         ))
     })?;
     Ok(SetupIntent {
-        id: intent.id.to_string(),
+        id: SetupIntentId::new(intent.id.as_str()),
         client_secret,
         status: SetupIntentStatus::parse(intent.status.as_str()),
-        payment_method: intent.payment_method.map(|pm| pm.id().to_string()),
+        payment_method: intent
+            .payment_method
+            .map(|pm| PaymentMethodId::new(pm.id().as_str())),
     })
 }
 
 /// The outcome of a PaymentIntent that Stripe returned with 200.
 fn charge_outcome(intent: stripe_shared::PaymentIntent) -> ChargeOutcome {
-    let payment_intent_id = intent.id.to_string();
+    let payment_intent_id = PaymentIntentId::new(intent.id.as_str());
     match intent.status {
         PaymentIntentStatus::Succeeded => ChargeOutcome::Succeeded { payment_intent_id },
         PaymentIntentStatus::RequiresAction => ChargeOutcome::RequiresAction { payment_intent_id },
@@ -253,7 +271,10 @@ fn declined_outcome(error: &ApiErrors) -> ChargeOutcome {
         .as_ref()
         .map_or("card_declined", |code| code.as_str())
         .to_owned();
-    let payment_intent_id = error.payment_intent.as_ref().map(|pi| pi.id.to_string());
+    let payment_intent_id = error
+        .payment_intent
+        .as_ref()
+        .map(|pi| PaymentIntentId::new(pi.id.as_str()));
     if code == "authentication_required"
         && let Some(payment_intent_id) = payment_intent_id.clone()
     {

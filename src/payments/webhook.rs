@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::{PaymentIntentId, SetupIntentId};
+
 /// How old (or how far in the future) a signature's timestamp may be: Stripe's default,
 /// which bounds how long a captured request can be replayed.
 pub const TOLERANCE_SECONDS: i64 = 300;
@@ -52,10 +54,10 @@ pub struct WebhookEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEventKind {
     /// `setup_intent.succeeded`: a card may have been saved on this SetupIntent.
-    SetupIntentSucceeded { setup_intent_id: String },
+    SetupIntentSucceeded { setup_intent_id: SetupIntentId },
     /// `payment_intent.succeeded` or `payment_intent.payment_failed`: this PaymentIntent has
     /// a result.
-    PaymentIntentUpdated { payment_intent_id: String },
+    PaymentIntentUpdated { payment_intent_id: PaymentIntentId },
     /// Any other event type, which Curbside acknowledges and ignores.
     Other,
 }
@@ -175,11 +177,11 @@ fn parse_event(raw_body: &[u8]) -> Result<WebhookEvent, WebhookError> {
     };
     let kind = match event_type.as_str() {
         "setup_intent.succeeded" => WebhookEventKind::SetupIntentSucceeded {
-            setup_intent_id: object_id()?,
+            setup_intent_id: SetupIntentId::new(object_id()?),
         },
         "payment_intent.succeeded" | "payment_intent.payment_failed" => {
             WebhookEventKind::PaymentIntentUpdated {
-                payment_intent_id: object_id()?,
+                payment_intent_id: PaymentIntentId::new(object_id()?),
             }
         }
         _ => WebhookEventKind::Other,
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(
             event.kind,
             WebhookEventKind::PaymentIntentUpdated {
-                payment_intent_id: "pi_1".into(),
+                payment_intent_id: PaymentIntentId::new("pi_1"),
             }
         );
     }
@@ -312,7 +314,7 @@ mod tests {
         assert_eq!(
             saved.kind,
             WebhookEventKind::SetupIntentSucceeded {
-                setup_intent_id: "seti_1".into(),
+                setup_intent_id: SetupIntentId::new("seti_1"),
             }
         );
         let failed = read(event(
@@ -323,7 +325,7 @@ mod tests {
         assert_eq!(
             failed.kind,
             WebhookEventKind::PaymentIntentUpdated {
-                payment_intent_id: "pi_2".into(),
+                payment_intent_id: PaymentIntentId::new("pi_2"),
             }
         );
         let other = read(event("customer.created", json!({"id": "cus_1"}))).unwrap();

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::model::{PaymentStatus, Reservation, sql_status};
-use crate::payments::Card;
+use crate::payments::{Card, PaymentIntentId, PaymentMethodId, SetupIntentId};
 
 /// The idempotency key of attempt `attempt` at the reservation's final charge. The first
 /// keeps the key it had before attempts were numbered, so a charge in flight across an
@@ -44,7 +44,7 @@ pub fn attempt_status(payment_status: PaymentStatus) -> &'static str {
 pub async fn record_attempt(
     conn: &mut PgConnection,
     reservation: &Reservation,
-    payment_intent_id: &str,
+    payment_intent_id: &PaymentIntentId,
     status: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -60,8 +60,8 @@ pub async fn record_attempt(
     .bind(
         reservation
             .stripe_payment_method_id
-            .as_deref()
-            .unwrap_or_default(),
+            .as_ref()
+            .map_or("", PaymentMethodId::as_str),
     )
     .bind(reservation.amount_cents)
     .bind(status)
@@ -113,7 +113,7 @@ pub async fn unpaid_by(
 pub async fn begin_attempt(
     conn: &mut PgConnection,
     id: Uuid,
-    payment_method_id: &str,
+    payment_method_id: &PaymentMethodId,
     card: Option<&Card>,
 ) -> sqlx::Result<Reservation> {
     sqlx::query_as(concat!(
@@ -137,7 +137,7 @@ pub async fn begin_attempt(
 pub async fn attach_retry_setup_intent(
     conn: &mut PgConnection,
     id: Uuid,
-    setup_intent_id: &str,
+    setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<()> {
     sqlx::query("update reservations set stripe_setup_intent_id = $2 where id = $1")
         .bind(id)

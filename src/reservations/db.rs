@@ -9,6 +9,7 @@ use super::access::Caller;
 use super::billing::Bill;
 use super::model::{PaymentStatus, Reservation, Scope, live_sql, sql_status};
 use crate::error::{AppError, AppResult, ResultExt as _};
+use crate::payments::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 use crate::time_window::TimeWindow;
 
 macro_rules! columns {
@@ -121,8 +122,8 @@ pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppRes
 pub async fn attach_setup_intent(
     conn: &mut PgConnection,
     id: Uuid,
-    customer_id: &str,
-    setup_intent_id: &str,
+    customer_id: &CustomerId,
+    setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "update reservations set stripe_customer_id = $2, stripe_setup_intent_id = $3
@@ -187,7 +188,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Rese
 
 pub async fn find_by_setup_intent(
     conn: &mut PgConnection,
-    setup_intent_id: &str,
+    setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<Option<Reservation>> {
     sqlx::query_as(concat!(
         "select ",
@@ -203,7 +204,7 @@ pub async fn find_by_setup_intent(
 pub async fn confirm(
     conn: &mut PgConnection,
     id: Uuid,
-    payment_method_id: &str,
+    payment_method_id: &PaymentMethodId,
 ) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
         "update reservations set status = ",
@@ -292,7 +293,7 @@ pub async fn list(
 pub async fn user_customer_id(
     conn: &mut PgConnection,
     user_id: Uuid,
-) -> sqlx::Result<Option<String>> {
+) -> sqlx::Result<Option<CustomerId>> {
     sqlx::query_scalar("select stripe_customer_id from users where id = $1")
         .bind(user_id)
         .fetch_one(conn)
@@ -303,8 +304,8 @@ pub async fn user_customer_id(
 pub async fn set_user_customer_id(
     conn: &mut PgConnection,
     user_id: Uuid,
-    customer_id: &str,
-) -> sqlx::Result<String> {
+    customer_id: &CustomerId,
+) -> sqlx::Result<CustomerId> {
     sqlx::query_scalar(
         "update users set stripe_customer_id = coalesce(stripe_customer_id, $2) where id = $1
          returning stripe_customer_id",
@@ -399,7 +400,7 @@ pub async fn record_payment(
     conn: &mut PgConnection,
     id: Uuid,
     status: PaymentStatus,
-    payment_intent_id: Option<&str>,
+    payment_intent_id: Option<&PaymentIntentId>,
     error: Option<&str>,
 ) -> sqlx::Result<Reservation> {
     sqlx::query_as(returning!(
@@ -434,7 +435,7 @@ pub async fn find_charged_by(
                            where a.payment_intent_id = $4 and a.attempt <> r.charge_attempt)",
     )
     .bind(reservation_id)
-    .bind(intent.customer_id.as_deref())
+    .bind(&intent.customer_id)
     .bind(intent.amount_cents)
     .bind(&intent.id)
     .fetch_optional(conn)

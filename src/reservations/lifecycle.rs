@@ -16,7 +16,7 @@ use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{self, Notice};
 use crate::jobs::job::Job;
 use crate::links::AppLinks;
-use crate::payments::{Card, ChargeOutcome, ChargeRequest, CustomerId, PaymentError};
+use crate::payments::{Card, ChargeOutcome, ChargeRequest, PaymentError, PaymentMethodId};
 use crate::state::AppState;
 
 /// After a change commits, schedules the jobs it needs: its end or its hold's expiry, its
@@ -193,8 +193,8 @@ pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt>
         charges::set_card(&mut *state.db.acquire().await?, id, &card).await?;
     }
     let request = ChargeRequest {
-        customer_id: CustomerId::new(customer),
-        payment_method_id: payment_method.clone(),
+        customer_id: customer,
+        payment_method_id: payment_method,
         amount_cents: reservation.amount_cents,
         currency: reservation.currency.clone(),
         reservation_id: id,
@@ -226,7 +226,7 @@ pub async fn charge(state: &AppState, id: Uuid) -> anyhow::Result<ChargeAttempt>
 }
 
 /// The card's brand and last four digits for the receipt; a receipt without them beats none.
-async fn card_details(state: &AppState, payment_method: &str) -> Option<Card> {
+async fn card_details(state: &AppState, payment_method: &PaymentMethodId) -> Option<Card> {
     match state.payments.card(payment_method).await {
         Ok(card) => card,
         Err(error) => {
@@ -310,14 +310,7 @@ pub async fn settle_in(
         )
         .await?;
     }
-    let settled = db::record_payment(
-        conn,
-        id,
-        status,
-        payment_intent.map(String::as_str),
-        error.as_deref(),
-    )
-    .await?;
+    let settled = db::record_payment(conn, id, status, payment_intent, error.as_deref()).await?;
     if let Some(notice) = notice {
         notices::write(conn, links, &settled, &notice).await?;
     }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::billing::{Bill, bill};
 use crate::error::{AppError, FieldError};
 use crate::money::Cents;
+use crate::payments::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 use crate::time_window::{TimeWindow, bounded, to_stored_precision};
 
 /// How far ahead a booking may start.
@@ -131,11 +132,11 @@ pub struct Reservation {
     pub currency: String,
     pub version: i32,
     pub hold_expires_at: Option<DateTime<Utc>>,
-    pub stripe_customer_id: Option<String>,
-    pub stripe_setup_intent_id: Option<String>,
-    pub stripe_payment_method_id: Option<String>,
+    pub stripe_customer_id: Option<CustomerId>,
+    pub stripe_setup_intent_id: Option<SetupIntentId>,
+    pub stripe_payment_method_id: Option<PaymentMethodId>,
     /// The current attempt's PaymentIntent, once Stripe has answered it.
-    pub stripe_payment_intent_id: Option<String>,
+    pub stripe_payment_intent_id: Option<PaymentIntentId>,
     pub card_brand: Option<String>,
     pub card_last4: Option<String>,
     pub payment_error: Option<String>,

@@ -25,7 +25,8 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
 use crate::links::AppLinks;
 use crate::payments::{
-    ChargeOutcome, CustomerId, PaymentError, SetupIntentStatus, WebhookError, WebhookEventKind,
+    ChargeOutcome, CustomerId, PaymentError, PaymentMethodId, SetupIntentStatus, WebhookError,
+    WebhookEventKind,
 };
 use crate::state::AppState;
 
@@ -70,7 +71,7 @@ pub async fn start_card_setup(
     // with it (each waiting for the other's row).
     let mut tx = state.db.begin().await?;
     db::lock_spot(&mut tx, reservation.spot_id).await?;
-    db::attach_setup_intent(&mut tx, reservation.id, customer.as_str(), &intent.id).await?;
+    db::attach_setup_intent(&mut tx, reservation.id, &customer, &intent.id).await?;
     tx.commit().await?;
     Ok(intent.client_secret)
 }
@@ -78,29 +79,25 @@ pub async fn start_card_setup(
 /// A driver's one Stripe customer, created at the first booking.
 async fn account_customer(state: &AppState, user: &AuthUser, email: &str) -> AppResult<CustomerId> {
     if let Some(id) = db::user_customer_id(&mut *state.db.acquire().await?, user.user_id).await? {
-        return Ok(CustomerId::new(id));
+        return Ok(id);
     }
     let created = state
         .payments
         .create_customer(email, &format!("user:{}:customer", user.user_id))
         .await
         .map_err(payment_error)?;
-    let kept = db::set_user_customer_id(
-        &mut *state.db.acquire().await?,
-        user.user_id,
-        created.as_str(),
-    )
-    .await?;
-    Ok(CustomerId::new(kept))
+    let kept =
+        db::set_user_customer_id(&mut *state.db.acquire().await?, user.user_id, &created).await?;
+    Ok(kept)
 }
 
 /// The saved card of the reservation's SetupIntent, as Stripe reports it; 409 with the
 /// intent's state while the card is not saved.
-pub async fn saved_card(state: &AppState, reservation: &Reservation) -> AppResult<String> {
+pub async fn saved_card(state: &AppState, reservation: &Reservation) -> AppResult<PaymentMethodId> {
     let not_saved = |detail: String| AppError::conflict("card_not_saved", detail);
     let setup_intent_id = reservation
         .stripe_setup_intent_id
-        .as_deref()
+        .as_ref()
         .ok_or_else(|| not_saved("saving the card has not started".into()))?;
     let intent = state
         .payments
@@ -133,7 +130,7 @@ fn setup_status_name(status: &SetupIntentStatus) -> &str {
 pub async fn confirm_with_card(
     state: &AppState,
     reservation: &Reservation,
-    payment_method: &str,
+    payment_method: &PaymentMethodId,
 ) -> AppResult<Reservation> {
     let mut tx = state.db.begin().await?;
     let confirmed = confirm_in(&mut tx, &state.links, reservation, payment_method).await?;
@@ -159,7 +156,7 @@ async fn confirm_in(
     conn: &mut PgConnection,
     links: &AppLinks,
     reservation: &Reservation,
-    payment_method: &str,
+    payment_method: &PaymentMethodId,
 ) -> AppResult<Confirmation> {
     db::lock_spot(conn, reservation.spot_id).await?;
     let current = db::lock(conn, reservation.id)
@@ -271,12 +268,12 @@ enum Effect {
     /// The held reservation's card is saved.
     Confirm {
         reservation: Box<Reservation>,
-        payment_method: String,
+        payment_method: PaymentMethodId,
     },
     /// A new card is saved for a failed bill: charge it.
     Retry {
         reservation_id: Uuid,
-        payment_method: String,
+        payment_method: PaymentMethodId,
     },
     /// The reservation's charge has this result.
     Settle {
@@ -342,8 +339,11 @@ async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Optio
 
 /// The card a SetupIntent saved for a failed bill, as Stripe reports it; `None` when it is
 /// not saved, or is the card that failed (the booking's own SetupIntent).
-async fn new_card_for(state: &AppState, reservation: &Reservation) -> AppResult<Option<String>> {
-    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_deref() else {
+async fn new_card_for(
+    state: &AppState,
+    reservation: &Reservation,
+) -> AppResult<Option<PaymentMethodId>> {
+    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_ref() else {
         return Ok(None);
     };
     let intent = state
@@ -353,7 +353,7 @@ async fn new_card_for(state: &AppState, reservation: &Reservation) -> AppResult<
         .map_err(payment_error)?;
     Ok(match (intent.status, intent.payment_method) {
         (SetupIntentStatus::Succeeded, Some(card))
-            if reservation.stripe_payment_method_id.as_deref() != Some(card.as_str()) =>
+            if reservation.stripe_payment_method_id.as_ref() != Some(&card) =>
         {
             Some(card)
         }

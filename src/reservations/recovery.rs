@@ -31,7 +31,7 @@ use super::payment::{self, payment_error};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
 use crate::money::Cents;
-use crate::payments::{Card, PaymentError, SetupIntentStatus};
+use crate::payments::{Card, PaymentError, PaymentMethodId, SetupIntentStatus};
 use crate::state::AppState;
 
 /// A payment method id as Stripe writes them (`pm_…`), within Stripe's length.
@@ -161,6 +161,7 @@ pub async fn retry_payment(
     match body.payment_method_id {
         Some(payment_method_id) => {
             let card = payers_card(&state, &reservation, &payment_method_id).await?;
+            let payment_method_id = PaymentMethodId::new(payment_method_id);
             let started = start_attempt(&state, id, &payment_method_id, Some(&card))
                 .await?
                 .ok_or(super::actions::Refusal::PaymentNotFailed)?;
@@ -198,7 +199,7 @@ async fn card_setup_step(
     if reservation.status != Status::Held || !reservation.is_live(Utc::now()) {
         return Ok((reservation, NextAction::None));
     }
-    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_deref() else {
+    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_ref() else {
         return Ok((reservation, NextAction::Wait));
     };
     let intent = state
@@ -227,7 +228,7 @@ async fn authentication_step(
     state: &AppState,
     reservation: Reservation,
 ) -> AppResult<(Reservation, NextAction)> {
-    let Some(payment_intent_id) = reservation.stripe_payment_intent_id.as_deref() else {
+    let Some(payment_intent_id) = reservation.stripe_payment_intent_id.as_ref() else {
         return Ok((reservation, NextAction::Wait));
     };
     let intent = state
@@ -251,7 +252,7 @@ async fn authentication_step(
             reservation,
             NextAction::Authenticate {
                 client_secret,
-                payment_method_id,
+                payment_method_id: payment_method_id.into_string(),
             },
         )),
         _ => Err(AppError::BadGateway(
@@ -269,7 +270,7 @@ async fn recovery_step(
     if reservation.check(Action::RetryPayment, Utc::now()).is_err() {
         return Ok((reservation, NextAction::None));
     }
-    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_deref() else {
+    let Some(setup_intent_id) = reservation.stripe_setup_intent_id.as_ref() else {
         return Ok((reservation, NextAction::GiveAnotherCard));
     };
     let intent = state
@@ -280,7 +281,7 @@ async fn recovery_step(
     match (intent.status, intent.payment_method) {
         // The booking's own SetupIntent, whose card just failed.
         (SetupIntentStatus::Succeeded, Some(card))
-            if reservation.stripe_payment_method_id.as_deref() == Some(card.as_str()) =>
+            if reservation.stripe_payment_method_id.as_ref() == Some(&card) =>
         {
             Ok((reservation, NextAction::GiveAnotherCard))
         }
@@ -323,7 +324,11 @@ async fn payers_card(
             "must be a Stripe payment method id (pm_…)",
         ));
     }
-    let card = match state.payments.card(payment_method_id).await {
+    let card = match state
+        .payments
+        .card(&PaymentMethodId::new(payment_method_id))
+        .await
+    {
         Ok(card) => card,
         Err(PaymentError::Rejected { status: 404, .. }) => None,
         Err(error) => return Err(payment_error(error)),
@@ -337,17 +342,13 @@ async fn payers_card(
 /// Starts a SetupIntent for another card (the same one again if asked twice for one
 /// attempt: its idempotency key names the attempt) and records it for the webhook.
 async fn start_new_card(state: &AppState, reservation: &Reservation) -> AppResult<()> {
-    let customer = reservation
-        .stripe_customer_id
-        .as_deref()
-        .map(crate::payments::CustomerId::new)
-        .ok_or_else(|| {
-            AppError::conflict("invalid_state", "the reservation has no payer at Stripe")
-        })?;
+    let customer = reservation.stripe_customer_id.as_ref().ok_or_else(|| {
+        AppError::conflict("invalid_state", "the reservation has no payer at Stripe")
+    })?;
     let intent = state
         .payments
         .create_setup_intent(
-            &customer,
+            customer,
             &charges::setup_key(reservation.id, reservation.charge_attempt + 1),
         )
         .await
@@ -371,7 +372,7 @@ async fn lock(conn: &mut PgConnection, id: Uuid) -> AppResult<Reservation> {
 pub async fn start_attempt(
     state: &AppState,
     id: Uuid,
-    payment_method_id: &str,
+    payment_method_id: &PaymentMethodId,
     card: Option<&Card>,
 ) -> AppResult<Option<Reservation>> {
     let mut tx = state.db.begin().await?;
@@ -384,7 +385,7 @@ pub async fn start_attempt(
 pub async fn start_attempt_in(
     conn: &mut PgConnection,
     id: Uuid,
-    payment_method_id: &str,
+    payment_method_id: &PaymentMethodId,
     card: Option<&Card>,
 ) -> AppResult<Option<Reservation>> {
     let current = lock(conn, id).await?;

@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use curbside::money::Cents;
 use curbside::payments::webhook::{self, TOLERANCE_SECONDS};
 use curbside::payments::{
-    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentsConfig,
-    SetupIntentStatus, StripeGateway, WebhookError, WebhookEventKind,
+    ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntentId,
+    PaymentMethodId, PaymentsConfig, SetupIntentId, SetupIntentStatus, StripeGateway, WebhookError,
+    WebhookEventKind,
 };
 use fake_stripe::{FakeStripe, FakeStripeOptions, PaymentIntentFilter, TEST_SECRET_KEY};
 use serde_json::{Value, json};
@@ -64,13 +65,14 @@ async fn saved_card(
     assert_eq!(status, 200, "{body}");
     let intent = gateway.retrieve_setup_intent(&intent.id).await.unwrap();
     assert_eq!(intent.status, SetupIntentStatus::Succeeded);
-    (customer, intent.payment_method.expect("a saved card"))
+    let card = intent.payment_method.expect("a saved card");
+    (customer, card.into_string())
 }
 
 fn charge(customer: &CustomerId, payment_method: &str, amount_cents: i64) -> ChargeRequest {
     ChargeRequest {
         customer_id: customer.clone(),
-        payment_method_id: payment_method.to_owned(),
+        payment_method_id: PaymentMethodId::new(payment_method),
         amount_cents: Cents(amount_cents),
         currency: "usd".into(),
         reservation_id: Uuid::new_v4(),
@@ -99,7 +101,7 @@ async fn a_card_is_saved_with_a_setup_intent_and_stripe_is_asked_about_it() {
         .create_setup_intent(&customer, &key())
         .await
         .unwrap();
-    assert!(intent.id.starts_with("seti_"));
+    assert!(intent.id.as_str().starts_with("seti_"));
     assert!(
         intent
             .client_secret
@@ -123,11 +125,13 @@ async fn a_card_is_saved_with_a_setup_intent_and_stripe_is_asked_about_it() {
     assert_eq!(saved.status, SetupIntentStatus::Succeeded);
     let payment_method = saved.payment_method.unwrap();
     // As at Stripe, a test token becomes a payment method of its own.
-    assert!(payment_method.starts_with("pm_") && payment_method != "pm_card_visa");
+    assert!(
+        payment_method.as_str().starts_with("pm_") && payment_method.as_str() != "pm_card_visa"
+    );
     let card = gateway.card(&payment_method).await.unwrap().unwrap();
     assert_eq!((card.brand.as_str(), card.last4.as_str()), ("visa", "4242"));
     // Saving attached it to the intent's customer: that is how a card is known as the payer's.
-    assert_eq!(card.customer_id.as_deref(), Some(customer.as_str()));
+    assert_eq!(card.customer_id.as_ref(), Some(&customer));
 
     // The setup intent was created for off-session use, for cards only, with a key.
     let requests = fake.requests();
@@ -228,7 +232,7 @@ async fn a_declined_card_is_an_outcome_not_an_error() {
 
     // Stripe's always-declined test card, charged without being saved first.
     let request = ChargeRequest {
-        payment_method_id: "pm_card_chargeDeclined".into(),
+        payment_method_id: PaymentMethodId::new("pm_card_chargeDeclined"),
         ..charge(&customer, "", 900)
     };
     let outcome = gateway.charge_off_session(&request).await.unwrap();
@@ -391,7 +395,7 @@ async fn refusals_are_rejected_with_stripes_code() {
     let fake = fake().await;
     let gateway = gateway_for(&fake);
     let error = gateway
-        .retrieve_setup_intent("seti_missing")
+        .retrieve_setup_intent(&SetupIntentId::new("seti_missing"))
         .await
         .unwrap_err();
     assert!(
@@ -506,15 +510,12 @@ async fn the_control_api_drives_faults_delays_and_counts_over_http() {
         .unwrap();
     assert_eq!(response.status(), 204);
     let impatient = gateway_with(&fake, |c| c.with_timeout(Duration::from_millis(200)));
-    let error = impatient.card("pm_card_visa").await.unwrap_err();
+    let visa = PaymentMethodId::new("pm_card_visa");
+    let error = impatient.card(&visa).await.unwrap_err();
     assert!(matches!(error, PaymentError::Unavailable(_)), "{error:?}");
     http.delete(control("delay")).send().await.unwrap();
     assert_eq!(
-        gateway
-            .card("pm_card_visa")
-            .await
-            .unwrap()
-            .map(|card| card.last4),
+        gateway.card(&visa).await.unwrap().map(|card| card.last4),
         Some("4242".to_owned())
     );
 }
@@ -573,13 +574,16 @@ async fn signed_events_are_delivered_and_verified() {
     let WebhookEventKind::SetupIntentSucceeded { setup_intent_id } = event.kind else {
         panic!("expected setup_intent.succeeded, got {:?}", event.kind);
     };
-    assert!(setup_intent_id.starts_with("seti_"));
+    assert!(setup_intent_id.as_str().starts_with("seti_"));
     // The event only names the SetupIntent; Stripe's own answer tells the card.
     let intent = gateway
         .retrieve_setup_intent(&setup_intent_id)
         .await
         .unwrap();
-    assert_eq!(intent.payment_method.as_deref(), Some(card.as_str()));
+    assert_eq!(
+        intent.payment_method.as_ref().map(PaymentMethodId::as_str),
+        Some(card.as_str())
+    );
     // Shaped as Stripe's: the SDK's own event parser reads it.
     let text = std::str::from_utf8(&body).unwrap();
     stripe_webhook::Webhook::construct_event(text, &signature, "whsec_delivery_test")
@@ -599,14 +603,16 @@ async fn signed_events_are_delivered_and_verified() {
         .unwrap()
         .expect("Stripe knows the PaymentIntent it announced");
     assert_eq!(paid.reservation_id, Some(request.reservation_id));
-    assert_eq!(paid.customer_id.as_deref(), Some(customer.as_str()));
+    assert_eq!(paid.customer_id.as_ref(), Some(&customer));
     assert_eq!(paid.amount_cents, Cents(1100));
     assert!(
         matches!(paid.outcome, ChargeOutcome::Succeeded { .. }),
         "{paid:?}"
     );
     assert_eq!(
-        gateway.retrieve_payment_intent("pi_never_made").await,
+        gateway
+            .retrieve_payment_intent(&PaymentIntentId::new("pi_never_made"))
+            .await,
         Ok(None)
     );
     stripe_webhook::Webhook::construct_event(
@@ -718,7 +724,7 @@ fn webhooks_signed_by_the_imitation_verify_and_tampered_ones_do_not() {
     assert_eq!(
         event.kind,
         WebhookEventKind::SetupIntentSucceeded {
-            setup_intent_id: "seti_cross".into()
+            setup_intent_id: SetupIntentId::new("seti_cross")
         }
     );
     assert_eq!(signature, webhook::sign(&body, secret, now));

@@ -1,0 +1,55 @@
+//! Stripe's object ids, one type each, so a SetupIntent's id can never be passed where a
+//! PaymentIntent's or a card's is expected. Stripe's ids are opaque strings with a prefix
+//! (`cus_`, `seti_`, `pm_`, `pi_`); Curbside stores them as text and never parses them.
+
+macro_rules! stripe_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::Type)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+    };
+}
+
+stripe_id!(
+    /// A customer (`cus_…`): the payer a saved card belongs to.
+    CustomerId
+);
+stripe_id!(
+    /// A SetupIntent (`seti_…`): saving a card for later off-session charges.
+    SetupIntentId
+);
+stripe_id!(
+    /// A payment method (`pm_…`): here always a card.
+    PaymentMethodId
+);
+stripe_id!(
+    /// A PaymentIntent (`pi_…`): one attempt at charging a bill.
+    PaymentIntentId
+);
