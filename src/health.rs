@@ -48,7 +48,12 @@ pub struct Readiness {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
     const TIMEOUT: Duration = Duration::from_secs(2);
-    let postgres = async { sqlx::query("select 1").execute(&state.db).await.is_ok() };
+    let postgres = async {
+        sqlx::query!("select 1 as up")
+            .fetch_one(&state.db)
+            .await
+            .is_ok()
+    };
     let redis = async {
         let mut conn = state.redis.clone();
         redis::cmd("PING")

@@ -15,15 +15,16 @@ pub async fn insert_user(
     name: Option<&UserName>,
     password_hash: &str,
 ) -> AppResult<User> {
-    sqlx::query_as::<_, User>(
-        "insert into users (id, email, name, password_hash)
-         values ($1, $2, $3, $4)
-         returning id, email, name, role, created_at",
+    sqlx::query_as!(
+        User,
+        r#"insert into users (id, email, name, password_hash)
+           values ($1, $2, $3, $4)
+           returning id, email, name, role as "role: Role", created_at"#,
+        Uuid::now_v7(),
+        email.as_str(),
+        name.map(UserName::as_str),
+        password_hash,
     )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(name.map(UserName::as_str))
-    .bind(password_hash)
     .fetch_one(conn)
     .await
     .on_constraint("users_email_key", || {
@@ -36,31 +37,37 @@ pub async fn find_by_email(
     conn: &mut PgConnection,
     email: &Email,
 ) -> sqlx::Result<Option<(User, String)>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        user: User,
-        password_hash: String,
-    }
-    let row = sqlx::query_as::<_, Row>(
-        "select id, email, name, role, created_at, password_hash from users where email = $1",
+    let row = sqlx::query!(
+        r#"select id, email, name, role as "role: Role", created_at, password_hash
+           from users where email = $1"#,
+        email.as_str(),
     )
-    .bind(email.as_str())
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| (row.user, row.password_hash)))
+    Ok(row.map(|row| {
+        let user = User {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            role: row.role,
+            created_at: row.created_at,
+        };
+        (user, row.password_hash)
+    }))
 }
 
 pub async fn find_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<User>> {
-    sqlx::query_as::<_, User>("select id, email, name, role, created_at from users where id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        User,
+        r#"select id, email, name, role as "role: Role", created_at from users where id = $1"#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn password_hash(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<String> {
-    sqlx::query_scalar("select password_hash from users where id = $1")
-        .bind(user_id)
+    sqlx::query_scalar!("select password_hash from users where id = $1", user_id)
         .fetch_one(conn)
         .await
 }
@@ -70,30 +77,36 @@ pub async fn set_password_hash(
     user_id: Uuid,
     password_hash: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("update users set password_hash = $2 where id = $1")
-        .bind(user_id)
-        .bind(password_hash)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update users set password_hash = $2 where id = $1",
+        user_id,
+        password_hash,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Gives an existing account the operator role; false when there is no such account.
 pub async fn make_operator(conn: &mut PgConnection, email: &Email) -> sqlx::Result<bool> {
-    let updated = sqlx::query("update users set role = 'operator' where email = $1")
-        .bind(email.as_str())
-        .execute(conn)
-        .await?;
+    let updated = sqlx::query!(
+        "update users set role = 'operator' where email = $1",
+        email.as_str(),
+    )
+    .execute(conn)
+    .await?;
     Ok(updated.rows_affected() == 1)
 }
 
 pub async fn create_session(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Uuid> {
     let session_id = Uuid::new_v4();
-    sqlx::query("insert into sessions (id, user_id) values ($1, $2)")
-        .bind(session_id)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "insert into sessions (id, user_id) values ($1, $2)",
+        session_id,
+        user_id,
+    )
+    .execute(conn)
+    .await?;
     Ok(session_id)
 }
 
@@ -103,12 +116,12 @@ pub async fn issue_refresh_token(
     session_id: Uuid,
 ) -> sqlx::Result<String> {
     let token = new_refresh_token();
-    sqlx::query(
+    sqlx::query!(
         "insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)",
+        hash_refresh_token(&token),
+        session_id,
+        Utc::now() + REFRESH_TOKEN_TTL,
     )
-    .bind(hash_refresh_token(&token))
-    .bind(session_id)
-    .bind(Utc::now() + REFRESH_TOKEN_TTL)
     .execute(conn)
     .await?;
     Ok(token)
@@ -131,26 +144,26 @@ pub async fn use_refresh_token(
     token: &str,
 ) -> sqlx::Result<RefreshOutcome> {
     let hash = hash_refresh_token(token);
-    let rotated: Option<(Uuid, Uuid)> = sqlx::query_as(
+    let rotated = sqlx::query!(
         "update refresh_tokens t set used_at = now()
          from sessions s
          where t.token_hash = $1 and s.id = t.session_id
            and t.used_at is null and t.expires_at > now() and s.revoked_at is null
-         returning s.id, s.user_id",
+         returning s.id as session_id, s.user_id",
+        &hash,
     )
-    .bind(&hash)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((session_id, user_id)) = rotated {
+    if let Some(rotated) = rotated {
         return Ok(RefreshOutcome::Rotated {
-            session_id,
-            user_id,
+            session_id: rotated.session_id,
+            user_id: rotated.user_id,
         });
     }
-    let reused: Option<Uuid> = sqlx::query_scalar(
+    let reused = sqlx::query_scalar!(
         "select session_id from refresh_tokens where token_hash = $1 and used_at is not null",
+        &hash,
     )
-    .bind(&hash)
     .fetch_optional(&mut *conn)
     .await?;
     match reused {
@@ -163,10 +176,12 @@ pub async fn use_refresh_token(
 }
 
 pub async fn revoke_session(conn: &mut PgConnection, session_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("update sessions set revoked_at = now() where id = $1 and revoked_at is null")
-        .bind(session_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where id = $1 and revoked_at is null",
+        session_id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -175,12 +190,12 @@ pub async fn revoke_other_sessions(
     user_id: Uuid,
     keep: Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update sessions set revoked_at = now()
          where user_id = $1 and id <> $2 and revoked_at is null",
+        user_id,
+        keep,
     )
-    .bind(user_id)
-    .bind(keep)
     .execute(conn)
     .await?;
     Ok(())
@@ -192,20 +207,22 @@ pub async fn live_session_role(
     session_id: Uuid,
     user_id: Uuid,
 ) -> sqlx::Result<Option<Role>> {
-    sqlx::query_scalar(
-        "select u.role from sessions s join users u on u.id = s.user_id
-         where s.id = $1 and s.user_id = $2 and s.revoked_at is null",
+    sqlx::query_scalar!(
+        r#"select u.role as "role: Role" from sessions s join users u on u.id = s.user_id
+           where s.id = $1 and s.user_id = $2 and s.revoked_at is null"#,
+        session_id,
+        user_id,
     )
-    .bind(session_id)
-    .bind(user_id)
     .fetch_optional(conn)
     .await
 }
 
 /// Whether a guest token still opens a reservation (one replaced since opens none).
 pub async fn guest_token_is_live(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from reservations where guest_token_hash = $1)")
-        .bind(hash)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from reservations where guest_token_hash = $1) as "live!""#,
+        hash,
+    )
+    .fetch_one(conn)
+    .await
 }

@@ -116,7 +116,7 @@ pub enum Role {
 }
 
 /// A user as clients see it.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,

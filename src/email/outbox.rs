@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// An email waiting to be (or already) sent.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutboxEmail {
     pub id: Uuid,
     pub to_address: String,
@@ -38,16 +38,16 @@ pub struct NewEmail<'a> {
 /// announces, so the two commit or roll back together.
 pub async fn insert(conn: &mut PgConnection, email: &NewEmail<'_>) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "insert into email_outbox (id, reservation_id, kind, to_address, subject, body)
          values ($1, $2, $3, $4, $5, $6)",
+        id,
+        email.reservation_id,
+        email.kind,
+        email.to_address,
+        email.subject,
+        email.body,
     )
-    .bind(id)
-    .bind(email.reservation_id)
-    .bind(email.kind)
-    .bind(email.to_address)
-    .bind(email.subject)
-    .bind(email.body)
     .execute(conn)
     .await?;
     Ok(id)
@@ -56,22 +56,25 @@ pub async fn insert(conn: &mut PgConnection, email: &NewEmail<'_>) -> sqlx::Resu
 /// Takes an unsent, due email for sending: it is leased to the caller for a minute, so a
 /// job and the reconciler (or two deliveries of one job) never send it both.
 pub async fn claim(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OutboxEmail>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        OutboxEmail,
         "update email_outbox set next_attempt_at = now() + $2, attempts = attempts + 1
          where id = $1 and sent_at is null and failed_at is null and next_attempt_at <= now()
          returning id, to_address, subject, body, attempts",
+        id,
+        CLAIM_LEASE as Duration,
     )
-    .bind(id)
-    .bind(CLAIM_LEASE)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn mark_sent(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("update email_outbox set sent_at = now(), last_error = null where id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update email_outbox set sent_at = now(), last_error = null where id = $1",
+        id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -82,40 +85,46 @@ pub async fn mark_failed(
     error: &str,
     retry_at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("update email_outbox set last_error = $2, next_attempt_at = $3 where id = $1")
-        .bind(id)
-        .bind(error)
-        .bind(retry_at)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update email_outbox set last_error = $2, next_attempt_at = $3 where id = $1",
+        id,
+        error,
+        retry_at,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Gives up on an email: it stays unsent, marked failed with its last error, for operators.
 pub async fn mark_given_up(conn: &mut PgConnection, id: Uuid, error: &str) -> sqlx::Result<()> {
-    sqlx::query("update email_outbox set last_error = $2, failed_at = now() where id = $1")
-        .bind(id)
-        .bind(error)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update email_outbox set last_error = $2, failed_at = now() where id = $1",
+        id,
+        error,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Emails given up on, for the `curbside_outbox_emails_failed` metric.
 pub async fn count_failed(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("select count(*) from email_outbox where failed_at is not null")
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from email_outbox where failed_at is not null"#
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Unsent emails that are due, oldest first.
 pub async fn due(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select id from email_outbox
          where sent_at is null and failed_at is null and next_attempt_at <= now()
          order by next_attempt_at limit $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(conn)
     .await
 }

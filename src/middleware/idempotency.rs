@@ -230,49 +230,44 @@ async fn claim(db: &PgPool, caller: &str, key: &str, fingerprint: &[u8]) -> sqlx
     let mut tx = db.begin().await?;
     // A key older than a day is forgotten; one left in flight by a crashed process for
     // longer than any request may run is taken over.
-    sqlx::query(
+    sqlx::query!(
         "delete from idempotency_keys where caller = $1 and key = $2
            and (created_at < now() - interval '24 hours'
                 or (response_status is null and created_at < now() - interval '2 minutes'))",
+        caller,
+        key,
     )
-    .bind(caller)
-    .bind(key)
     .execute(&mut *tx)
     .await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into idempotency_keys (caller, key, request_fingerprint) values ($1, $2, $3)
          on conflict do nothing",
+        caller,
+        key,
+        fingerprint,
     )
-    .bind(caller)
-    .bind(key)
-    .bind(fingerprint)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {
         tx.commit().await?;
         return Ok(Claim::Fresh);
     }
-    let (stored_fingerprint, status, content_type, body): (
-        Vec<u8>,
-        Option<i16>,
-        Option<String>,
-        Option<Vec<u8>>,
-    ) = sqlx::query_as(
+    let stored = sqlx::query!(
         "select request_fingerprint, response_status, response_content_type, response_body
              from idempotency_keys where caller = $1 and key = $2",
+        caller,
+        key,
     )
-    .bind(caller)
-    .bind(key)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(match status {
-        _ if stored_fingerprint != fingerprint => Claim::OtherRequest,
+    Ok(match stored.response_status {
+        _ if stored.request_fingerprint != fingerprint => Claim::OtherRequest,
         None => Claim::InFlight,
         Some(status) => Claim::Replay {
             status: status as u16,
-            content_type,
-            body: body.unwrap_or_default(),
+            content_type: stored.response_content_type,
+            body: stored.response_body.unwrap_or_default(),
         },
     })
 }
@@ -306,15 +301,16 @@ async fn keep(
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let stored = sqlx::query(
-            "update idempotency_keys set response_status = $3, response_content_type = $4, response_body = $5
+        let stored = sqlx::query!(
+            "update idempotency_keys
+             set response_status = $3, response_content_type = $4, response_body = $5
              where caller = $1 and key = $2",
+            caller,
+            key,
+            status.as_u16() as i16,
+            content_type,
+            sealer.seal(&body),
         )
-        .bind(caller)
-        .bind(key)
-        .bind(status.as_u16() as i16)
-        .bind(content_type)
-        .bind(sealer.seal(&body))
         .execute(db)
         .await;
         if let Err(error) = stored {
@@ -326,11 +322,13 @@ async fn keep(
 }
 
 async fn release(db: &PgPool, caller: &str, key: &str) {
-    let released = sqlx::query("delete from idempotency_keys where caller = $1 and key = $2")
-        .bind(caller)
-        .bind(key)
-        .execute(db)
-        .await;
+    let released = sqlx::query!(
+        "delete from idempotency_keys where caller = $1 and key = $2",
+        caller,
+        key,
+    )
+    .execute(db)
+    .await;
     if let Err(error) = released {
         tracing::error!(%error, "cannot release an Idempotency-Key after a failed request");
     }

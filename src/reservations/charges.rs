@@ -10,8 +10,10 @@ use sqlx::PgConnection;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::model::{PaymentStatus, Reservation, sql_status};
-use crate::payments::{Card, PaymentIntentId, PaymentMethodId, SetupIntentId};
+use super::db::query_reservation;
+use super::model::{PaymentStatus, Reservation, Status};
+use crate::money::Cents;
+use crate::payments::{Card, CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 
 /// The idempotency key of attempt `attempt` at the reservation's final charge. The first
 /// keeps the key it had before attempts were numbered, so a charge in flight across an
@@ -47,24 +49,22 @@ pub async fn record_attempt(
     payment_intent_id: &PaymentIntentId,
     status: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into charge_attempts
              (reservation_id, attempt, payment_intent_id, payment_method_id, amount_cents, status)
          values ($1, $2, $3, $4, $5, $6)
          on conflict (reservation_id, attempt)
          do update set payment_intent_id = excluded.payment_intent_id, status = excluded.status",
-    )
-    .bind(reservation.id)
-    .bind(reservation.charge_attempt)
-    .bind(payment_intent_id)
-    .bind(
+        reservation.id,
+        reservation.charge_attempt,
+        payment_intent_id as &PaymentIntentId,
         reservation
             .stripe_payment_method_id
             .as_ref()
             .map_or("", PaymentMethodId::as_str),
+        reservation.amount_cents as Cents,
+        status,
     )
-    .bind(reservation.amount_cents)
-    .bind(status)
     .execute(conn)
     .await?;
     Ok(())
@@ -75,33 +75,32 @@ pub async fn latest_attempt(
     conn: &mut PgConnection,
     reservation_id: Uuid,
 ) -> sqlx::Result<Option<(String, String)>> {
-    sqlx::query_as(
+    let latest = sqlx::query!(
         "select payment_intent_id, status from charge_attempts
          where reservation_id = $1 order by attempt desc limit 1",
+        reservation_id,
     )
-    .bind(reservation_id)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(latest.map(|row| (row.payment_intent_id, row.status)))
 }
 
 /// A reservation of this payer whose bill is unpaid (failed, or waiting for the card holder
-/// to authenticate): by email, for guests and drivers alike, and by account.
+/// to authenticate): by email, for guests and drivers alike, and by account. The words are
+/// those of `reservations_unpaid_by_email_idx`.
 pub async fn unpaid_by(
     pool: &PgPool,
     email: &str,
     user_id: Option<Uuid>,
 ) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(concat!(
+    sqlx::query_scalar!(
         "select id from reservations
          where (email = $1 or ($2::uuid is not null and user_id = $2))
-           and payment_status in (",
-        sql_status!(Failed),
-        ", ",
-        sql_status!(RequiresAction),
-        ") order by created_at limit 1"
-    ))
-    .bind(email)
-    .bind(user_id)
+           and payment_status in ('failed', 'requires_action')
+         order by created_at limit 1",
+        email,
+        user_id,
+    )
     .fetch_optional(pool)
     .await
 }
@@ -116,18 +115,19 @@ pub async fn begin_attempt(
     payment_method_id: &PaymentMethodId,
     card: Option<&Card>,
 ) -> sqlx::Result<Reservation> {
-    sqlx::query_as(concat!(
-        "update reservations set payment_status = ",
-        sql_status!(ChargePending),
-        ", stripe_payment_method_id = $2, stripe_payment_intent_id = null, payment_error = null,
-           stripe_setup_intent_id = null, card_brand = $3, card_last4 = $4, charge_attempt = charge_attempt + 1
-         where id = $1 returning ",
-        super::db::columns!()
-    ))
-    .bind(id)
-    .bind(payment_method_id)
-    .bind(card.map(|c| c.brand.as_str()))
-    .bind(card.map(|c| c.last4.as_str()))
+    query_reservation!(
+        "update reservations set payment_status = 'charge_pending',
+                stripe_payment_method_id = $2, stripe_payment_intent_id = null,
+                payment_error = null, stripe_setup_intent_id = null, card_brand = $3,
+                card_last4 = $4, charge_attempt = charge_attempt + 1
+         where id = $1
+         returning",
+        "",
+        id,
+        payment_method_id as &PaymentMethodId,
+        card.map(|c| c.brand.as_str()),
+        card.map(|c| c.last4.as_str()),
+    )
     .fetch_one(conn)
     .await
 }
@@ -139,21 +139,25 @@ pub async fn attach_retry_setup_intent(
     id: Uuid,
     setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<()> {
-    sqlx::query("update reservations set stripe_setup_intent_id = $2 where id = $1")
-        .bind(id)
-        .bind(setup_intent_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update reservations set stripe_setup_intent_id = $2 where id = $1",
+        id,
+        setup_intent_id as &SetupIntentId,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// The card the receipt names.
 pub async fn set_card(conn: &mut PgConnection, id: Uuid, card: &Card) -> sqlx::Result<()> {
-    sqlx::query("update reservations set card_brand = $2, card_last4 = $3 where id = $1")
-        .bind(id)
-        .bind(&card.brand)
-        .bind(&card.last4)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update reservations set card_brand = $2, card_last4 = $3 where id = $1",
+        id,
+        card.brand,
+        card.last4,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -1,5 +1,10 @@
 //! Reservation queries. Every change bumps `version`, so a delayed job that carries an
 //! older version knows it is stale.
+//!
+//! Each is checked against the schema at compile time, so each is one literal: the states
+//! it sets or tests are written out (`'held'`, …) in the words of `sql_status!`, which the
+//! partial indexes' predicates must match word for word; the schema's check constraints
+//! refuse any other word.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -7,34 +12,34 @@ use uuid::Uuid;
 
 use super::access::Caller;
 use super::billing::Bill;
-use super::model::{PaymentStatus, Reservation, Scope, live_sql, sql_status};
+use super::model::{PaymentStatus, Reservation, Scope, Status};
 use crate::error::{AppError, AppResult, ResultExt as _};
+use crate::money::Cents;
 use crate::payments::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 use crate::time_window::TimeWindow;
 
-macro_rules! columns {
-    () => {
-        "id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at, status, payment_status, \
-         rate_cents_per_hour, amount_cents, currency, version, hold_expires_at, stripe_customer_id, \
-         stripe_setup_intent_id, stripe_payment_method_id, stripe_payment_intent_id, card_brand, card_last4, payment_error, \
-         charge_attempt, created_at, updated_at"
+/// `query_as!` for a [`Reservation`]: the SQL before its columns and the SQL after them.
+macro_rules! query_reservation {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Reservation,
+            $before
+                + r#" id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
+                      status as "status: Status", payment_status as "payment_status: PaymentStatus",
+                      rate_cents_per_hour, amount_cents as "amount_cents: Cents", currency,
+                      version, hold_expires_at,
+                      stripe_customer_id as "stripe_customer_id: CustomerId",
+                      stripe_setup_intent_id as "stripe_setup_intent_id: SetupIntentId",
+                      stripe_payment_method_id as "stripe_payment_method_id: PaymentMethodId",
+                      stripe_payment_intent_id as "stripe_payment_intent_id: PaymentIntentId",
+                      card_brand, card_last4, payment_error, charge_attempt, created_at,
+                      updated_at "#
+                + $after
+            $(, $arg)*
+        )
     };
 }
-
-pub(super) use columns;
-
-macro_rules! returning {
-    ($($sql:expr),+ $(,)?) => {
-        concat!($($sql),+, " returning ", columns!())
-    };
-}
-
-/// Held (and not lapsed) or confirmed, and not over: what a driver calls current.
-macro_rules! current {
-    () => {
-        concat!("(ends_at > now() and ", live_sql!(""), ")")
-    };
-}
+pub(super) use query_reservation;
 
 fn spot_unavailable() -> AppError {
     AppError::conflict(
@@ -50,10 +55,12 @@ fn spot_unavailable() -> AppError {
 /// tie with a deadlock error a second later. Queueing on the spot first turns every such
 /// race into a prompt, clean 23P01 for the loser. Always taken before any reservation row.
 pub async fn lock_spot(conn: &mut PgConnection, spot_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("select 1 from spots where id = $1 for no key update")
-        .bind(spot_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "select 1 as locked from spots where id = $1 for no key update",
+        spot_id
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(())
 }
 
@@ -64,20 +71,17 @@ pub async fn expire_lapsed_holds(
     spot_id: Uuid,
     window: &TimeWindow,
 ) -> sqlx::Result<Vec<Reservation>> {
-    sqlx::query_as(returning!(
-        "update reservations set status = ",
-        sql_status!(Expired),
-        ", payment_status = ",
-        sql_status!(NotRequired),
-        ", version = version + 1
-         where spot_id = $1 and status = ",
-        sql_status!(Held),
-        " and hold_expires_at <= now()
-           and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')"
-    ))
-    .bind(spot_id)
-    .bind(window.starts_at)
-    .bind(window.ends_at)
+    query_reservation!(
+        "update reservations set status = 'expired', payment_status = 'not_required',
+                version = version + 1
+         where spot_id = $1 and status = 'held' and hold_expires_at <= now()
+           and tstzrange(starts_at, ends_at, '[)') && tstzrange($2, $3, '[)')
+         returning",
+        "",
+        spot_id,
+        window.starts_at,
+        window.ends_at,
+    )
     .fetch_all(conn)
     .await
 }
@@ -97,22 +101,24 @@ pub struct NewReservation<'a> {
 
 /// Inserts a `held` reservation; an overlap with a live one is 409 `spot_unavailable`.
 pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppResult<Reservation> {
-    sqlx::query_as(returning!(
+    query_reservation!(
         "insert into reservations (id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
                                    rate_cents_per_hour, amount_cents, hold_expires_at, guest_token_hash)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-    ))
-    .bind(new.id)
-    .bind(new.spot_id)
-    .bind(new.user_id)
-    .bind(new.email)
-    .bind(new.vehicle_plate)
-    .bind(new.window.starts_at)
-    .bind(new.window.ends_at)
-    .bind(new.rate_cents_per_hour)
-    .bind(new.bill.amount_cents)
-    .bind(new.hold_expires_at)
-    .bind(new.guest_token_hash.as_deref())
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         returning",
+        "",
+        new.id,
+        new.spot_id,
+        new.user_id,
+        new.email,
+        new.vehicle_plate,
+        new.window.starts_at,
+        new.window.ends_at,
+        new.rate_cents_per_hour,
+        new.bill.amount_cents as Cents,
+        new.hold_expires_at,
+        new.guest_token_hash.as_deref(),
+    )
     .fetch_one(conn)
     .await
     .on_constraint("reservations_no_overlap", spot_unavailable)
@@ -125,13 +131,13 @@ pub async fn attach_setup_intent(
     customer_id: &CustomerId,
     setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update reservations set stripe_customer_id = $2, stripe_setup_intent_id = $3
          where id = $1",
+        id,
+        customer_id as &CustomerId,
+        setup_intent_id as &SetupIntentId,
     )
-    .bind(id)
-    .bind(customer_id)
-    .bind(setup_intent_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -140,12 +146,11 @@ pub async fn attach_setup_intent(
 /// Removes a booking whose card setup could not even be started, so a failed request
 /// leaves nothing behind and can be retried.
 pub async fn discard_unstarted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(concat!(
-        "delete from reservations where id = $1 and status = ",
-        sql_status!(Held),
-        " and stripe_setup_intent_id is null"
-    ))
-    .bind(id)
+    sqlx::query!(
+        "delete from reservations where id = $1 and status = 'held'
+           and stripe_setup_intent_id is null",
+        id,
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -159,16 +164,15 @@ pub async fn find_for(
     caller: &Caller,
 ) -> sqlx::Result<Option<Reservation>> {
     let (user_id, token_hash) = caller.keys();
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from reservations
+    query_reservation!(
+        "select",
+        "from reservations
          where id = $1 and ((user_id is not null and user_id = $2)
-                            or (guest_token_hash is not null and guest_token_hash = $3))"
-    ))
-    .bind(id)
-    .bind(user_id)
-    .bind(token_hash)
+                            or (guest_token_hash is not null and guest_token_hash = $3))",
+        id,
+        user_id,
+        token_hash,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -176,26 +180,20 @@ pub async fn find_for(
 /// Locks the reservation for a change in this transaction (`None` if it is gone: a booking
 /// whose card setup failed is deleted).
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Reservation>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from reservations where id = $1 for update"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    query_reservation!("select", "from reservations where id = $1 for update", id)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn find_by_setup_intent(
     conn: &mut PgConnection,
     setup_intent_id: &SetupIntentId,
 ) -> sqlx::Result<Option<Reservation>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from reservations where stripe_setup_intent_id = $1"
-    ))
-    .bind(setup_intent_id)
+    query_reservation!(
+        "select",
+        "from reservations where stripe_setup_intent_id = $1",
+        setup_intent_id as &SetupIntentId,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -206,17 +204,15 @@ pub async fn confirm(
     id: Uuid,
     payment_method_id: &PaymentMethodId,
 ) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
-        "update reservations set status = ",
-        sql_status!(Confirmed),
-        ", payment_status = ",
-        sql_status!(CardSaved),
-        ", stripe_payment_method_id = $2, hold_expires_at = null,
-                version = version + 1
-         where id = $1"
-    ))
-    .bind(id)
-    .bind(payment_method_id)
+    query_reservation!(
+        "update reservations set status = 'confirmed', payment_status = 'card_saved',
+                stripe_payment_method_id = $2, hold_expires_at = null, version = version + 1
+         where id = $1
+         returning",
+        "",
+        id,
+        payment_method_id as &PaymentMethodId,
+    )
     .fetch_one(conn)
     .await
 }
@@ -228,28 +224,29 @@ pub async fn change_end(
     ends_at: DateTime<Utc>,
     bill: Bill,
 ) -> AppResult<Reservation> {
-    sqlx::query_as(returning!(
+    query_reservation!(
         "update reservations set ends_at = $2, amount_cents = $3, version = version + 1
-         where id = $1"
-    ))
-    .bind(id)
-    .bind(ends_at)
-    .bind(bill.amount_cents)
+         where id = $1
+         returning",
+        "",
+        id,
+        ends_at,
+        bill.amount_cents as Cents,
+    )
     .fetch_one(conn)
     .await
     .on_constraint("reservations_no_overlap", spot_unavailable)
 }
 
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
-        "update reservations set status = ",
-        sql_status!(Cancelled),
-        ", payment_status = ",
-        sql_status!(NotRequired),
-        ", amount_cents = 0, version = version + 1
-         where id = $1"
-    ))
-    .bind(id)
+    query_reservation!(
+        "update reservations set status = 'cancelled', payment_status = 'not_required',
+                amount_cents = 0, version = version + 1
+         where id = $1
+         returning",
+        "",
+        id,
+    )
     .fetch_one(conn)
     .await
 }
@@ -262,42 +259,54 @@ pub async fn list(
     after: Option<(DateTime<Utc>, Uuid)>,
     rows: i64,
 ) -> sqlx::Result<Vec<Reservation>> {
+    // Current: not over, and live (`live_sql!("")` written out); past: the rest.
     let (after_start, after_id) = after.unzip();
-    let sql = match scope {
-        Scope::Current => concat!(
-            "select ",
-            columns!(),
-            " from reservations where user_id = $1 and ",
-            current!(),
-            " and ($2::timestamptz is null or (starts_at, id) > ($2, $3))
-             order by starts_at, id limit $4"
-        ),
-        Scope::Past => concat!(
-            "select ",
-            columns!(),
-            " from reservations where user_id = $1 and not ",
-            current!(),
-            " and ($2::timestamptz is null or (starts_at, id) < ($2, $3))
-             order by starts_at desc, id desc limit $4"
-        ),
-    };
-    sqlx::query_as(sql)
-        .bind(user_id)
-        .bind(after_start)
-        .bind(after_id)
-        .bind(rows)
-        .fetch_all(conn)
-        .await
+    match scope {
+        Scope::Current => {
+            query_reservation!(
+                "select",
+                "from reservations where user_id = $1
+                   and (ends_at > now() and (status in ('held', 'confirmed')
+                        and (status = 'confirmed' or hold_expires_at > now())))
+                   and ($2::timestamptz is null or (starts_at, id) > ($2, $3))
+                 order by starts_at, id limit $4",
+                user_id,
+                after_start,
+                after_id,
+                rows,
+            )
+            .fetch_all(conn)
+            .await
+        }
+        Scope::Past => {
+            query_reservation!(
+                "select",
+                "from reservations where user_id = $1
+                   and not (ends_at > now() and (status in ('held', 'confirmed')
+                            and (status = 'confirmed' or hold_expires_at > now())))
+                   and ($2::timestamptz is null or (starts_at, id) < ($2, $3))
+                 order by starts_at desc, id desc limit $4",
+                user_id,
+                after_start,
+                after_id,
+                rows,
+            )
+            .fetch_all(conn)
+            .await
+        }
+    }
 }
 
 pub async fn user_customer_id(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> sqlx::Result<Option<CustomerId>> {
-    sqlx::query_scalar("select stripe_customer_id from users where id = $1")
-        .bind(user_id)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select stripe_customer_id as "stripe_customer_id: CustomerId" from users where id = $1"#,
+        user_id
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Keeps the first customer recorded for the user; returns the one that is kept.
@@ -306,45 +315,43 @@ pub async fn set_user_customer_id(
     user_id: Uuid,
     customer_id: &CustomerId,
 ) -> sqlx::Result<CustomerId> {
-    sqlx::query_scalar(
-        "update users set stripe_customer_id = coalesce(stripe_customer_id, $2) where id = $1
-         returning stripe_customer_id",
+    sqlx::query_scalar!(
+        r#"update users set stripe_customer_id = coalesce(stripe_customer_id, $2) where id = $1
+           returning stripe_customer_id as "stripe_customer_id!: CustomerId""#,
+        user_id,
+        customer_id as &CustomerId,
     )
-    .bind(user_id)
-    .bind(customer_id)
     .fetch_one(conn)
     .await
 }
 
 /// Whether a webhook event id was handled before.
 pub async fn event_seen(conn: &mut PgConnection, id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from stripe_events where id = $1)")
-        .bind(id)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from stripe_events where id = $1) as "seen!""#,
+        id,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Records a webhook event id; false if it was seen before.
 pub async fn record_event(conn: &mut PgConnection, id: &str, kind: &str) -> sqlx::Result<bool> {
-    let inserted =
-        sqlx::query("insert into stripe_events (id, type) values ($1, $2) on conflict do nothing")
-            .bind(id)
-            .bind(kind)
-            .execute(conn)
-            .await?;
+    let inserted = sqlx::query!(
+        "insert into stripe_events (id, type) values ($1, $2) on conflict do nothing",
+        id,
+        kind,
+    )
+    .execute(conn)
+    .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
 /// The reservation, read without a lock (the step that acts on it locks it).
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
-        " from reservations where id = $1"
-    ))
-    .bind(id)
-    .fetch_one(conn)
-    .await
+    query_reservation!("select", "from reservations where id = $1", id)
+        .fetch_one(conn)
+        .await
 }
 
 /// `confirmed` → `completed` at `ends_at` with its final bill; the charge is pending unless
@@ -355,43 +362,42 @@ pub async fn complete(
     ends_at: DateTime<Utc>,
     bill: Bill,
 ) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
-        "update reservations set status = ",
-        sql_status!(Completed),
-        ", completed_at = now(), ends_at = $2, amount_cents = $3,
-                payment_status = case when $3 = 0 then ",
-        sql_status!(NotRequired),
-        " else ",
-        sql_status!(ChargePending),
-        " end, version = version + 1
-         where id = $1"
-    ))
-    .bind(id)
-    .bind(ends_at)
-    .bind(bill.amount_cents)
+    query_reservation!(
+        "update reservations set status = 'completed', completed_at = now(), ends_at = $2,
+                amount_cents = $3,
+                payment_status = case when $3::bigint = 0 then 'not_required' else 'charge_pending' end,
+                version = version + 1
+         where id = $1
+         returning",
+        "",
+        id,
+        ends_at,
+        bill.amount_cents as Cents,
+    )
     .fetch_one(conn)
     .await
 }
 
 pub async fn expire(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
-        "update reservations set status = ",
-        sql_status!(Expired),
-        ", payment_status = ",
-        sql_status!(NotRequired),
-        ", version = version + 1
-         where id = $1"
-    ))
-    .bind(id)
+    query_reservation!(
+        "update reservations set status = 'expired', payment_status = 'not_required',
+                version = version + 1
+         where id = $1
+         returning",
+        "",
+        id,
+    )
     .fetch_one(conn)
     .await
 }
 
 pub async fn count_charge_attempt(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("update reservations set charge_attempts = charge_attempts + 1 where id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update reservations set charge_attempts = charge_attempts + 1 where id = $1",
+        id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -403,16 +409,18 @@ pub async fn record_payment(
     payment_intent_id: Option<&PaymentIntentId>,
     error: Option<&str>,
 ) -> sqlx::Result<Reservation> {
-    sqlx::query_as(returning!(
+    query_reservation!(
         "update reservations set payment_status = $2,
                 stripe_payment_intent_id = coalesce($3, stripe_payment_intent_id),
                 payment_error = $4
-         where id = $1"
-    ))
-    .bind(id)
-    .bind(status)
-    .bind(payment_intent_id)
-    .bind(error)
+         where id = $1
+         returning",
+        "",
+        id,
+        status as PaymentStatus,
+        payment_intent_id as Option<&PaymentIntentId>,
+        error,
+    )
     .fetch_one(conn)
     .await
 }
@@ -427,29 +435,30 @@ pub async fn find_charged_by(
     let Some(reservation_id) = intent.reservation_id else {
         return Ok(None);
     };
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select r.id from reservations r
          where r.id = $1 and r.stripe_customer_id = $2 and r.amount_cents = $3
            and (r.stripe_payment_intent_id is null or r.stripe_payment_intent_id = $4)
            and not exists (select 1 from charge_attempts a
                            where a.payment_intent_id = $4 and a.attempt <> r.charge_attempt)",
+        reservation_id,
+        intent.customer_id.as_ref() as Option<&CustomerId>,
+        intent.amount_cents as Cents,
+        &intent.id as &PaymentIntentId,
     )
-    .bind(reservation_id)
-    .bind(&intent.customer_id)
-    .bind(intent.amount_cents)
-    .bind(&intent.id)
     .fetch_optional(conn)
     .await
 }
 
 /// Unsent emails about the reservation, for their delivery jobs.
 pub async fn unsent_emails(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "select id from email_outbox where reservation_id = $1 and sent_at is null and failed_at is null",
+    sqlx::query_scalar!(
+        "select id from email_outbox
+         where reservation_id = $1 and sent_at is null and failed_at is null",
+        id,
     )
-        .bind(id)
-        .fetch_all(conn)
-        .await
+    .fetch_all(conn)
+    .await
 }
 
 /// Work a lost job would have done, for the reconciler: (ended, lapsed, charges stuck).
@@ -457,28 +466,25 @@ pub async fn overdue(
     conn: &mut PgConnection,
     limit: i64,
 ) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>, Vec<Uuid>)> {
-    let ended = sqlx::query_scalar(concat!(
-        "select id from reservations where status = ",
-        sql_status!(Confirmed),
-        " and ends_at <= now() - interval '5 seconds' order by ends_at limit $1"
-    ))
-    .bind(limit)
+    let ended = sqlx::query_scalar!(
+        "select id from reservations where status = 'confirmed'
+           and ends_at <= now() - interval '5 seconds' order by ends_at limit $1",
+        limit,
+    )
     .fetch_all(&mut *conn)
     .await?;
-    let lapsed = sqlx::query_scalar(concat!(
-        "select id from reservations where status = ",
-        sql_status!(Held),
-        " and hold_expires_at <= now() - interval '5 seconds' order by hold_expires_at limit $1"
-    ))
-    .bind(limit)
+    let lapsed = sqlx::query_scalar!(
+        "select id from reservations where status = 'held'
+           and hold_expires_at <= now() - interval '5 seconds' order by hold_expires_at limit $1",
+        limit,
+    )
     .fetch_all(&mut *conn)
     .await?;
-    let charges = sqlx::query_scalar(concat!(
-        "select id from reservations where payment_status = ",
-        sql_status!(ChargePending),
-        " and updated_at <= now() - interval '60 seconds' order by updated_at limit $1"
-    ))
-    .bind(limit)
+    let charges = sqlx::query_scalar!(
+        "select id from reservations where payment_status = 'charge_pending'
+           and updated_at <= now() - interval '60 seconds' order by updated_at limit $1",
+        limit,
+    )
     .fetch_all(&mut *conn)
     .await?;
     Ok((ended, lapsed, charges))

@@ -6,24 +6,26 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::{Reservation, ReservationView, sql_status};
+use super::db::query_reservation;
+use super::model::{PaymentStatus, Reservation, ReservationView, Status};
 use crate::auth::model::Email;
 use crate::auth::token::{hash_access_code, new_access_code, new_guest_token};
 use crate::email::outbox::{self, NewEmail};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
 use crate::jobs::job::Job;
+use crate::money::Cents;
+use crate::payments::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 use crate::rate_limit::client_ip;
 use crate::state::AppState;
 
-/// How long an emailed code can be exchanged.
-const CODE_LIFETIME: Duration = Duration::minutes(15);
+/// How long an emailed code can be exchanged, in minutes.
+const CODE_LIFETIME_MINUTES: i32 = 15;
 /// Reservations that ended longer ago than this get no link.
 const RECENT_DAYS: i32 = 30;
 /// Links in one email at most, newest reservations first.
@@ -196,23 +198,17 @@ async fn recent_guest_reservations(
     conn: &mut PgConnection,
     email: &str,
 ) -> sqlx::Result<Vec<Reservation>> {
-    sqlx::query_as(concat!(
-        "select ",
-        super::db::columns!(),
-        " from reservations
+    query_reservation!(
+        "select",
+        "from reservations
          where email = $1 and user_id is null
-           and status in (",
-        sql_status!(Held),
-        ", ",
-        sql_status!(Confirmed),
-        ", ",
-        sql_status!(Completed),
-        ") and ends_at > now() - make_interval(days => $2)
-         order by starts_at desc limit $3"
-    ))
-    .bind(email)
-    .bind(RECENT_DAYS)
-    .bind(MAX_LINKS)
+           and status in ('held', 'confirmed', 'completed')
+           and ends_at > now() - make_interval(days => $2)
+         order by starts_at desc limit $3",
+        email,
+        RECENT_DAYS,
+        MAX_LINKS,
+    )
     .fetch_all(conn)
     .await
 }
@@ -220,13 +216,13 @@ async fn recent_guest_reservations(
 /// A new code for the reservation; only its hash is stored.
 async fn issue_code(conn: &mut PgConnection, reservation_id: Uuid) -> sqlx::Result<String> {
     let (code, hash) = new_access_code();
-    sqlx::query(
+    sqlx::query!(
         "insert into guest_access_codes (code_hash, reservation_id, expires_at)
-         values ($1, $2, now() + $3)",
+         values ($1, $2, now() + make_interval(mins => $3))",
+        hash,
+        reservation_id,
+        CODE_LIFETIME_MINUTES,
     )
-    .bind(hash)
-    .bind(reservation_id)
-    .bind(CODE_LIFETIME)
     .execute(conn)
     .await?;
     Ok(code)
@@ -239,21 +235,21 @@ async fn use_code(
     reservation_id: Uuid,
     hash: &[u8],
 ) -> sqlx::Result<bool> {
-    let used = sqlx::query(
+    let used = sqlx::query!(
         "update guest_access_codes set used_at = now()
          where code_hash = $1 and reservation_id = $2 and used_at is null and expires_at > now()",
+        hash,
+        reservation_id,
     )
-    .bind(hash)
-    .bind(reservation_id)
     .execute(&mut *conn)
     .await?;
     if used.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "update guest_access_codes set used_at = now() where reservation_id = $1 and used_at is null",
+        reservation_id,
     )
-    .bind(reservation_id)
     .execute(conn)
     .await?;
     Ok(true)
@@ -264,12 +260,13 @@ async fn replace_guest_token(
     id: Uuid,
     hash: &[u8],
 ) -> sqlx::Result<Option<Reservation>> {
-    sqlx::query_as(concat!(
-        "update reservations set guest_token_hash = $2 where id = $1 and user_id is null returning ",
-        super::db::columns!()
-    ))
-    .bind(id)
-    .bind(hash)
+    query_reservation!(
+        "update reservations set guest_token_hash = $2 where id = $1 and user_id is null
+         returning",
+        "",
+        id,
+        hash,
+    )
     .fetch_optional(conn)
     .await
 }

@@ -40,10 +40,12 @@ impl Status {
     }
 }
 
-/// A status or payment status as SQL text, named by its variant: for queries whose
-/// predicates must match a partial index word for word (under generic plans a bound
-/// parameter cannot, and the reconciler's and search's indexes are partial), and for the
-/// states a statement sets. A unit test holds every arm against the enums' own encoding.
+/// A status or payment status as SQL text, named by its variant: the one list of these
+/// words, each held against the enums' own encoding by a unit test. Predicates that must
+/// match a partial index word for word (under generic plans a bound parameter cannot, and
+/// the reconciler's and search's indexes are partial) use the words, not parameters: the
+/// search's runtime SQL through `live_sql!`, and the checked queries of `reservations::db`
+/// (each one literal) written out.
 macro_rules! sql_status {
     (Held) => {
         "'held'"
@@ -116,7 +118,7 @@ pub enum PaymentStatus {
 }
 
 /// A reservation as stored, Stripe ids included; never sent to clients as is.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Reservation {
     pub id: Uuid,
     pub spot_id: Uuid,

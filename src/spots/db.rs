@@ -1,16 +1,38 @@
 //! Spot queries. Search runs on the read pool; changes on the primary.
+//!
+//! The search keeps runtime queries: its three shapes share SQL fragments (`taken_join!`,
+//! `nearest_within_radius!`), which a checked query cannot take (it is one literal), and
+//! its rows are decoded by position straight into `SpotMatch`: the form whose generic plans
+//! and decoding BENCHMARKS.md measured. Every other query here is checked at compile time.
 
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgPool, Row as _};
 use uuid::Uuid;
 
 use super::model::{
-    BusyInterval, Circle, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
+    BusyInterval, Circle, Facility, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
 };
 use crate::error::{AppError, AppResult, ResultExt as _};
 use crate::pagination;
 use crate::reservations::model::live_sql;
 
+/// `query_as!` for a [`Spot`]: the SQL before its columns and the SQL after them.
+macro_rules! query_spot {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Spot,
+            $before
+                + r#" id, meter_number, lat, lng, borough, street, side, from_street, to_street,
+                      facility as "facility: Facility", rule, max_stay_minutes,
+                      rate_cents_per_hour, currency, active "#
+                + $after
+            $(, $arg)*
+        )
+    };
+}
+
+/// The spot's columns for the search's runtime queries, in the order [`Spot`]'s `FromRow`
+/// reads them.
 macro_rules! spot_columns {
     ($alias:literal) => {
         concat!(
@@ -48,9 +70,9 @@ macro_rules! spot_columns {
     };
 }
 
-/// Spots are read by position, in the order of `spot_columns!`, which every query here
-/// selects first: the search decodes thousands of rows a second, and looking each column
-/// up by name was a fifth of its CPU time.
+/// Search rows are read by position, in the order of `spot_columns!`, which the search
+/// selects first: it decodes thousands of rows a second, and looking each column up by
+/// name was a fifth of its CPU time.
 impl<'r> FromRow<'r, PgRow> for Spot {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
         Ok(Self {
@@ -223,6 +245,7 @@ async fn fetch_nearest(
         Some(SearchCursor::Nearest { distance_m, id }) => (distance_m, id),
         _ => (-1.0, Uuid::nil()),
     };
+    // Runtime, not `query_as!`: the search's measured form (see the module's note).
     sqlx::query_as(sql)
         .bind(circle.lat)
         .bind(circle.lng)
@@ -282,6 +305,7 @@ async fn search_by_id(
         Some(SearchCursor::ById { id }) => id,
         _ => Uuid::nil(),
     };
+    // Runtime, not `query_as!`: the search's measured form (see the module's note).
     let rows: Vec<SpotMatch> = sqlx::query_as(BY_ID_SQL)
         .bind(search.window.starts_at)
         .bind(search.window.ends_at)
@@ -296,14 +320,9 @@ async fn search_by_id(
 }
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Spot>> {
-    sqlx::query_as(concat!(
-        "select ",
-        spot_columns!("s"),
-        " from spots s where s.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    query_spot!("select", "from spots where id = $1", id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Live reservations of the spot overlapping the next 24 hours, earliest first.
@@ -311,38 +330,41 @@ pub async fn busy_next_day(
     conn: &mut PgConnection,
     spot_id: Uuid,
 ) -> sqlx::Result<Vec<BusyInterval>> {
-    sqlx::query_as(concat!(
-        "select starts_at, ends_at from reservations where spot_id = $1 and ",
-        live_sql!(""),
-        " and tstzrange(starts_at, ends_at, '[)') && tstzrange(now(), now() + interval '24 hours', '[)')
-         order by starts_at"
-    ))
-    .bind(spot_id)
+    // The live predicate is `live_sql!("")` written out (a checked query is one literal).
+    sqlx::query_as!(
+        BusyInterval,
+        "select starts_at, ends_at from reservations where spot_id = $1
+           and (status in ('held', 'confirmed') and (status = 'confirmed' or hold_expires_at > now()))
+           and tstzrange(starts_at, ends_at, '[)') && tstzrange(now(), now() + interval '24 hours', '[)')
+         order by starts_at",
+        spot_id,
+    )
     .fetch_all(conn)
     .await
 }
 
 pub async fn insert(conn: &mut PgConnection, spot: &NewSpot) -> AppResult<Spot> {
-    sqlx::query_as(concat!(
+    query_spot!(
         "insert into spots (id, meter_number, lat, lng, borough, street, side, from_street,
                             to_street, facility, rule, max_stay_minutes, rate_cents_per_hour, active)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         returning ", spot_columns!("spots")
-    ))
-    .bind(Uuid::now_v7())
-    .bind(spot.meter_number.trim())
-    .bind(spot.lat)
-    .bind(spot.lng)
-    .bind(spot.borough.trim())
-    .bind(spot.street.as_deref())
-    .bind(spot.side.as_deref())
-    .bind(spot.from_street.as_deref())
-    .bind(spot.to_street.as_deref())
-    .bind(spot.facility.unwrap_or(super::model::Facility::OnStreet))
-    .bind(spot.rule.as_deref())
-    .bind(spot.max_stay_minutes)
-    .bind(spot.rate_cents_per_hour)
-    .bind(spot.active.unwrap_or(true))
+         returning",
+        "",
+        Uuid::now_v7(),
+        spot.meter_number.trim(),
+        spot.lat,
+        spot.lng,
+        spot.borough.trim(),
+        spot.street.as_deref(),
+        spot.side.as_deref(),
+        spot.from_street.as_deref(),
+        spot.to_street.as_deref(),
+        spot.facility.unwrap_or(Facility::OnStreet) as Facility,
+        spot.rule.as_deref(),
+        spot.max_stay_minutes,
+        spot.rate_cents_per_hour,
+        spot.active.unwrap_or(true),
+    )
     .fetch_one(conn)
     .await
     .on_constraint("spots_meter_number_key", || {
@@ -356,21 +378,21 @@ pub async fn update(
     id: Uuid,
     changes: &SpotChanges,
 ) -> sqlx::Result<Option<Spot>> {
-    sqlx::query_as(concat!(
+    query_spot!(
         "update spots set
              rate_cents_per_hour = coalesce($2, rate_cents_per_hour),
              rule = coalesce($3, rule),
              max_stay_minutes = coalesce($4, max_stay_minutes),
              active = coalesce($5, active)
          where id = $1
-         returning ",
-        spot_columns!("spots")
-    ))
-    .bind(id)
-    .bind(changes.rate_cents_per_hour)
-    .bind(changes.rule.as_deref())
-    .bind(changes.max_stay_minutes)
-    .bind(changes.active)
+         returning",
+        "",
+        id,
+        changes.rate_cents_per_hour,
+        changes.rule.as_deref(),
+        changes.max_stay_minutes,
+        changes.active,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -378,7 +400,6 @@ pub async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spots::model::Facility;
 
     fn row(id: u128, distance: f64) -> SpotMatch {
         SpotMatch {

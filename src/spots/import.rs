@@ -184,7 +184,7 @@ pub async fn import_meters(
 
 /// Whether any spot exists: `import-meters --if-empty` imports only into an empty city.
 pub async fn has_spots(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from spots)")
+    sqlx::query_scalar!(r#"select exists (select 1 from spots) as "any!""#)
         .fetch_one(conn)
         .await
 }
@@ -344,8 +344,10 @@ fn normalize_borough(raw: &str) -> String {
 /// Inserts new meters and updates changed ones; returns (inserted, updated).
 async fn upsert(conn: &mut PgConnection, batch: &[Meter]) -> sqlx::Result<(u64, u64)> {
     let column = |f: fn(&Meter) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
-    let flags: Vec<bool> = sqlx::query_scalar(
-        "insert into spots (id, meter_number, lat, lng, borough, street, side, from_street,
+    // The macro takes `text[]` for `Vec<String>` only: the columns with nulls and the
+    // borrowed facility names are given their own types.
+    let flags = sqlx::query_scalar!(
+        r#"insert into spots (id, meter_number, lat, lng, borough, street, side, from_street,
                             to_street, facility, rule, max_stay_minutes, rate_cents_per_hour)
          select * from unnest($1::uuid[], $2::text[], $3::float8[], $4::float8[], $5::text[],
                               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
@@ -363,27 +365,23 @@ async fn upsert(conn: &mut PgConnection, batch: &[Meter]) -> sqlx::Result<(u64, 
                (excluded.lat, excluded.lng, excluded.borough, excluded.street, excluded.side,
                 excluded.from_street, excluded.to_street, excluded.facility, excluded.rule,
                 excluded.max_stay_minutes)
-         returning xmax = 0",
-    )
-    .bind(batch.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-    .bind(
-        batch
+         returning xmax = 0 as "inserted!""#,
+        &batch.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>(),
+        &batch
             .iter()
             .map(|m| m.meter_number.clone())
             .collect::<Vec<_>>(),
-    )
-    .bind(batch.iter().map(|m| m.lat).collect::<Vec<_>>())
-    .bind(batch.iter().map(|m| m.lng).collect::<Vec<_>>())
-    .bind(batch.iter().map(|m| m.borough.clone()).collect::<Vec<_>>())
-    .bind(column(|m| m.street.clone()))
-    .bind(column(|m| m.side.clone()))
-    .bind(column(|m| m.from_street.clone()))
-    .bind(column(|m| m.to_street.clone()))
-    .bind(batch.iter().map(|m| m.facility).collect::<Vec<_>>())
-    .bind(column(|m| m.rule.clone()))
-    .bind(batch.iter().map(|m| m.max_stay_minutes).collect::<Vec<_>>())
-    .bind(
-        batch
+        &batch.iter().map(|m| m.lat).collect::<Vec<_>>(),
+        &batch.iter().map(|m| m.lng).collect::<Vec<_>>(),
+        &batch.iter().map(|m| m.borough.clone()).collect::<Vec<_>>(),
+        column(|m| m.street.clone()) as Vec<Option<String>>,
+        column(|m| m.side.clone()) as Vec<Option<String>>,
+        column(|m| m.from_street.clone()) as Vec<Option<String>>,
+        column(|m| m.to_street.clone()) as Vec<Option<String>>,
+        batch.iter().map(|m| m.facility).collect::<Vec<_>>() as Vec<&str>,
+        column(|m| m.rule.clone()) as Vec<Option<String>>,
+        &batch.iter().map(|m| m.max_stay_minutes).collect::<Vec<_>>(),
+        &batch
             .iter()
             .map(|m| m.rate_cents_per_hour)
             .collect::<Vec<_>>(),

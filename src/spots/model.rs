@@ -63,7 +63,7 @@ pub struct SpotMatch {
 }
 
 /// A time a spot is taken.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BusyInterval {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
