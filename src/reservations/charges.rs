@@ -6,14 +6,19 @@
 //! unique partial index, refuses a second succeeded attempt of one reservation, whatever the
 //! order in which the charge job, Stripe's webhooks and the driver's retries arrive.
 
-use sqlx::PgConnection;
-use sqlx::PgPool;
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::actions::Action;
 use super::db::query_reservation;
 use super::model::{PaymentStatus, Reservation, Status};
+use crate::error::{AppError, AppResult};
 use crate::money::Cents;
-use crate::payments::{Card, CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
+use crate::payments::{
+    Card, CustomerId, PaymentIntentId, PaymentMethodId, SetupIntent, SetupIntentId,
+    SetupIntentStatus,
+};
 
 /// The idempotency key of attempt `attempt` at the reservation's final charge. The first
 /// keeps the key it had before attempts were numbered, so a charge in flight across an
@@ -160,4 +165,38 @@ pub async fn set_card(conn: &mut PgConnection, id: Uuid, card: &Card) -> sqlx::R
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The card a SetupIntent saved for a failed bill: the intent succeeded with a card other
+/// than the one that failed (the booking's own SetupIntent names that one). Both the
+/// webhook and `GET …/payment` start the next attempt with it.
+pub fn new_card(reservation: &Reservation, intent: &SetupIntent) -> Option<PaymentMethodId> {
+    match (&intent.status, &intent.payment_method) {
+        (SetupIntentStatus::Succeeded, Some(card))
+            if reservation.stripe_payment_method_id.as_ref() != Some(card) =>
+        {
+            Some(card.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Starts the next attempt with `payment_method_id` if the payment is still failed (and
+/// not tried too often), in the caller's transaction; `None` if a request, job or webhook
+/// started one first. The reservation's row lock makes every path start each attempt once.
+pub async fn start_attempt_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    payment_method_id: &PaymentMethodId,
+    card: Option<&Card>,
+) -> AppResult<Option<Reservation>> {
+    let current = super::db::lock(conn, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such reservation".into()))?;
+    if current.check(Action::RetryPayment, Utc::now()).is_err() {
+        return Ok(None);
+    }
+    let started = begin_attempt(conn, id, payment_method_id, card).await?;
+    tracing::info!(reservation.id = %id, attempt = started.charge_attempt, "new charge attempt");
+    Ok(Some(started))
 }

@@ -16,11 +16,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::actions::{Action, Refusal};
+use super::charges;
 use super::db;
 use super::lifecycle;
 use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{self, Notice};
-use super::recovery;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
 use crate::links::AppLinks;
@@ -250,7 +250,7 @@ pub async fn stripe_webhook(
         Some(Effect::Retry {
             reservation_id,
             payment_method,
-        }) => recovery::start_attempt_in(&mut tx, reservation_id, &payment_method, None).await?,
+        }) => charges::start_attempt_in(&mut tx, reservation_id, &payment_method, None).await?,
         None => None,
     };
     tx.commit().await?;
@@ -337,8 +337,8 @@ async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Optio
     }
 }
 
-/// The card a SetupIntent saved for a failed bill, as Stripe reports it; `None` when it is
-/// not saved, or is the card that failed (the booking's own SetupIntent).
+/// The card a SetupIntent saved for a failed bill, as Stripe reports it (see
+/// [`charges::new_card`]).
 async fn new_card_for(
     state: &AppState,
     reservation: &Reservation,
@@ -351,12 +351,5 @@ async fn new_card_for(
         .retrieve_setup_intent(setup_intent_id)
         .await
         .map_err(payment_error)?;
-    Ok(match (intent.status, intent.payment_method) {
-        (SetupIntentStatus::Succeeded, Some(card))
-            if reservation.stripe_payment_method_id.as_ref() != Some(&card) =>
-        {
-            Some(card)
-        }
-        _ => None,
-    })
+    Ok(charges::new_card(reservation, &intent))
 }

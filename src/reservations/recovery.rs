@@ -278,27 +278,23 @@ async fn recovery_step(
         .retrieve_setup_intent(setup_intent_id)
         .await
         .map_err(payment_error)?;
-    match (intent.status, intent.payment_method) {
-        // The booking's own SetupIntent, whose card just failed.
-        (SetupIntentStatus::Succeeded, Some(card))
-            if reservation.stripe_payment_method_id.as_ref() == Some(&card) =>
-        {
-            Ok((reservation, NextAction::GiveAnotherCard))
+    if let Some(card) = charges::new_card(&reservation, &intent) {
+        if let Some(started) = start_attempt(state, reservation.id, &card, None).await? {
+            charge_now(state, &started).await;
         }
-        (SetupIntentStatus::Succeeded, Some(card)) => {
-            if let Some(started) = start_attempt(state, reservation.id, &card, None).await? {
-                charge_now(state, &started).await;
-            }
-            let current = db::get(&mut *state.db.acquire().await?, reservation.id).await?;
-            Box::pin(next_step(state, current)).await
-        }
-        _ => Ok((
-            reservation,
-            NextAction::SaveCard {
-                client_secret: intent.client_secret,
-            },
-        )),
+        let current = db::get(&mut *state.db.acquire().await?, reservation.id).await?;
+        return Box::pin(next_step(state, current)).await;
     }
+    if intent.status == SetupIntentStatus::Succeeded {
+        // The booking's own SetupIntent, whose card just failed.
+        return Ok((reservation, NextAction::GiveAnotherCard));
+    }
+    Ok((
+        reservation,
+        NextAction::SaveCard {
+            client_secret: intent.client_secret,
+        },
+    ))
 }
 
 /// The card, if it is a card saved for the reservation's payer (Stripe says whose it is).
@@ -367,34 +363,17 @@ async fn lock(conn: &mut PgConnection, id: Uuid) -> AppResult<Reservation> {
         .ok_or_else(|| AppError::NotFound("no such reservation".into()))
 }
 
-/// Starts the next attempt with `payment_method_id` if the payment is still failed (and
-/// not tried too often); `None` if another request, job or webhook started one first.
-pub async fn start_attempt(
+/// Starts the next attempt in a transaction of its own (see [`charges::start_attempt_in`]).
+async fn start_attempt(
     state: &AppState,
     id: Uuid,
     payment_method_id: &PaymentMethodId,
     card: Option<&Card>,
 ) -> AppResult<Option<Reservation>> {
     let mut tx = state.db.begin().await?;
-    let started = start_attempt_in(&mut tx, id, payment_method_id, card).await?;
+    let started = charges::start_attempt_in(&mut tx, id, payment_method_id, card).await?;
     tx.commit().await?;
     Ok(started)
-}
-
-/// [`start_attempt`] in the caller's transaction (the webhook's, with its event record).
-pub async fn start_attempt_in(
-    conn: &mut PgConnection,
-    id: Uuid,
-    payment_method_id: &PaymentMethodId,
-    card: Option<&Card>,
-) -> AppResult<Option<Reservation>> {
-    let current = lock(conn, id).await?;
-    if current.check(Action::RetryPayment, Utc::now()).is_err() {
-        return Ok(None);
-    }
-    let started = charges::begin_attempt(conn, id, payment_method_id, card).await?;
-    tracing::info!(reservation.id = %id, attempt = started.charge_attempt, "new charge attempt");
-    Ok(Some(started))
 }
 
 /// Charges a started attempt while the card holder waits for the answer; what cannot be
