@@ -328,33 +328,33 @@ impl TestApp {
     /// Books `minutes` from now on `spot` as a guest with `email`.
     pub async fn book_as_guest(&self, spot: uuid::Uuid, email: &str, minutes: i64) -> Booked {
         let body = json!({"spot_id": spot, "duration_minutes": minutes, "email": email});
-        let booked = expect_status(
-            self.post("/v1/reservations", &body, None).await,
-            StatusCode::CREATED,
-        )
-        .await;
-        Self::booked(booked, None)
+        self.book(&body, None).await
     }
 
     /// Books `minutes` from now on `spot` as the driver whose access token is given.
     pub async fn book_as_driver(&self, spot: uuid::Uuid, token: &str, minutes: i64) -> Booked {
         let body = json!({"spot_id": spot, "duration_minutes": minutes});
+        self.book(&body, Some(token)).await
+    }
+
+    /// `POST /v1/reservations` with `body` (as a driver if a token is given), expecting 201.
+    pub async fn book(&self, body: &Value, driver_token: Option<&str>) -> Booked {
         let booked = expect_status(
-            self.post("/v1/reservations", &body, Some(token)).await,
+            self.post("/v1/reservations", body, driver_token).await,
             StatusCode::CREATED,
         )
         .await;
-        Self::booked(booked, Some(token))
-    }
-
-    fn booked(body: Value, driver_token: Option<&str>) -> Booked {
         Booked {
-            id: body["reservation"]["id"].as_str().unwrap().parse().unwrap(),
+            id: booked["reservation"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
             token: driver_token
-                .or(body["guest_token"].as_str())
+                .or(booked["guest_token"].as_str())
                 .expect("a guest booking has a guest token")
                 .to_owned(),
-            client_secret: body["payment"]["client_secret"]
+            client_secret: booked["payment"]["client_secret"]
                 .as_str()
                 .unwrap()
                 .to_owned(),

@@ -19,7 +19,8 @@ fn at(minutes: i64) -> String {
     (*BASE + Duration::minutes(minutes)).to_rfc3339()
 }
 
-/// Books as a guest and returns (reservation id, guest token, client secret).
+/// Books as a guest `starts` minutes after [`BASE`]: (reservation id, guest token, client
+/// secret).
 async fn book_as_guest(
     app: &TestApp,
     spot: Uuid,
@@ -27,19 +28,8 @@ async fn book_as_guest(
     minutes: i64,
 ) -> (String, String, String) {
     let body = json!({"spot_id": spot, "starts_at": at(starts), "duration_minutes": minutes, "email": "guest@example.com"});
-    let booked = expect_status(
-        app.post("/v1/reservations", &body, None).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    (
-        booked["reservation"]["id"].as_str().unwrap().to_owned(),
-        booked["guest_token"].as_str().unwrap().to_owned(),
-        booked["payment"]["client_secret"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
+    let booked = app.book(&body, None).await;
+    (booked.id.to_string(), booked.token, booked.client_secret)
 }
 
 async fn reservation_count(db: &PgPool) -> i64 {
