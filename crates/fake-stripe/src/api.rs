@@ -542,14 +542,7 @@ impl Store {
             .setup_intents
             .get(id)
             .ok_or_else(|| ApiError::no_such("setupintent", id, "intent", true))?;
-        if caller == Caller::Publishable
-            && params.str("client_secret") != intent["client_secret"].as_str()
-        {
-            return Err(ApiError::invalid(
-                "The client_secret provided does not match the client_secret associated with the SetupIntent.",
-                Some("client_secret"),
-            ));
-        }
+        client_secret_matches(intent, params, caller, "SetupIntent")?;
         Ok(intent)
     }
 
@@ -750,15 +743,7 @@ impl Store {
             .iter()
             .find(|pi| pi["id"] == id)
             .ok_or_else(|| ApiError::no_such("payment_intent", id, "intent", true))?;
-        if caller == Caller::Publishable
-            && params.str("client_secret") != intent["client_secret"].as_str()
-        {
-            return Err(ApiError::invalid(
-                "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
-                Some("client_secret"),
-            ));
-        }
-        Ok(())
+        client_secret_matches(intent, params, caller, "PaymentIntent")
     }
 
     /// The card holder, back on-session, pays an intent that an off-session attempt left
@@ -868,6 +853,26 @@ impl Store {
             Value::Object(error),
         ))
     }
+}
+
+/// With the publishable key (Stripe.js), an intent is reached only with its client secret.
+fn client_secret_matches(
+    intent: &Value,
+    params: &Params,
+    caller: Caller,
+    kind: &str,
+) -> Result<(), ApiError> {
+    if caller == Caller::Publishable
+        && params.str("client_secret") != intent["client_secret"].as_str()
+    {
+        return Err(ApiError::invalid(
+            format!(
+                "The client_secret provided does not match the client_secret associated with the {kind}."
+            ),
+            Some("client_secret"),
+        ));
+    }
+    Ok(())
 }
 
 /// The fields of a card error, as in `last_payment_error` and in the 402 body.

@@ -275,6 +275,43 @@ pub async fn pay(
     client_secret: &str,
     payment_method: Option<&str>,
 ) -> reqwest::Result<(u16, Value)> {
+    confirm_as_browser(
+        http,
+        base_url,
+        "payment_intents",
+        client_secret,
+        payment_method,
+    )
+    .await
+}
+
+/// Confirms the SetupIntent a client secret belongs to with a test card, as Stripe.js does
+/// in the browser. `base_url` ends with `/`.
+pub async fn save_card(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_secret: &str,
+    payment_method: &str,
+) -> reqwest::Result<(u16, Value)> {
+    confirm_as_browser(
+        http,
+        base_url,
+        "setup_intents",
+        client_secret,
+        Some(payment_method),
+    )
+    .await
+}
+
+/// `POST /v1/{objects}/{id}/confirm` with the publishable key and the client secret, as
+/// Stripe.js calls it (the intent's id is the part of the secret before `_secret_`).
+async fn confirm_as_browser(
+    http: &reqwest::Client,
+    base_url: &str,
+    objects: &str,
+    client_secret: &str,
+    payment_method: Option<&str>,
+) -> reqwest::Result<(u16, Value)> {
     let id = client_secret
         .split_once("_secret_")
         .map_or(client_secret, |(id, _)| id);
@@ -282,35 +319,7 @@ pub async fn pay(
     pairs.extend(payment_method.map(|pm| ("payment_method", pm)));
     let form = serde_urlencoded::to_string(pairs).expect("pairs of strings encode");
     let response = http
-        .post(format!("{base_url}v1/payment_intents/{id}/confirm"))
-        .bearer_auth(TEST_PUBLISHABLE_KEY)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await?))
-}
-
-/// Confirms the SetupIntent a client secret belongs to with a test card, as Stripe.js does
-/// in the browser (the publishable key and the client secret; the SetupIntent's id is the
-/// part of the secret before `_secret_`). `base_url` ends with `/`.
-pub async fn save_card(
-    http: &reqwest::Client,
-    base_url: &str,
-    client_secret: &str,
-    payment_method: &str,
-) -> reqwest::Result<(u16, Value)> {
-    let id = client_secret
-        .split_once("_secret_")
-        .map_or(client_secret, |(id, _)| id);
-    let form = serde_urlencoded::to_string([
-        ("payment_method", payment_method),
-        ("client_secret", client_secret),
-    ])
-    .expect("pairs of strings encode");
-    let response = http
-        .post(format!("{base_url}v1/setup_intents/{id}/confirm"))
+        .post(format!("{base_url}v1/{objects}/{id}/confirm"))
         .bearer_auth(TEST_PUBLISHABLE_KEY)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form)
