@@ -2,7 +2,7 @@
 //! form-encoded parameters, idempotency keys, card outcomes and events.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::cards::{self, Attempt, TestCard};
-use super::objects::{self, NewPaymentIntent, error_body, new_id};
-use super::{Shared, form};
+use super::objects::{self, ChargeFailure, NewPaymentIntent, NewRefund, error_body, new_id};
+use super::{FakeState, Shared, form};
 
 /// Everything the imitation remembers. Guarded by one mutex that is never held across an
 /// `.await`: each request is handled whole under it, so requests never interleave.
@@ -24,6 +24,10 @@ pub(super) struct Store {
     /// In creation order, so tests see charges in the order they were made.
     pub payment_intents: Vec<Value>,
     payment_methods: HashMap<String, SavedMethod>,
+    /// The charges of payment attempts, with their refund fields kept up to date.
+    charges: HashMap<String, Value>,
+    /// In creation order (lists show them newest first).
+    pub refunds: Vec<Value>,
     /// Responses by idempotency key, replayed for the same request.
     idempotency: HashMap<String, Stored>,
 }
@@ -34,6 +38,10 @@ struct SavedMethod {
     card: &'static TestCard,
     /// Saved with a SetupIntent, which spares some cards authentication later.
     set_up: bool,
+    /// Its place in creation order, for lists (newest first).
+    number: usize,
+    /// Detached from its customer: at Stripe such a method can never be used again.
+    detached: bool,
 }
 
 struct Stored {
@@ -59,9 +67,13 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
+    /// Fields given as `null` are left out: Stripe omits what does not apply (`param`…).
     fn new(status: StatusCode, kind: &str, fields: Value) -> Self {
         let fields = match fields {
-            Value::Object(map) => map,
+            Value::Object(mut map) => {
+                map.retain(|_, value| !value.is_null());
+                map
+            }
             _ => Map::new(),
         };
         Self {
@@ -101,6 +113,18 @@ impl ApiError {
         )
     }
 
+    /// An existing payment method that is not the customer's (another's, or detached).
+    fn not_customers(payment_method: &str, param: &str) -> Self {
+        Self::invalid_code(
+            "resource_missing",
+            format!(
+                "The customer does not have a payment method with the ID {payment_method}. The \
+                 payment method must be attached to the customer."
+            ),
+            Some(param),
+        )
+    }
+
     fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -129,7 +153,9 @@ impl ApiError {
 
 /// What a request leaves behind besides its answer: events to deliver.
 pub(super) struct Ctx {
-    request_id: String,
+    /// `None` for what happens by itself (a pending refund settling): such events name no
+    /// request, as at Stripe.
+    request_id: Option<String>,
     idempotency_key: Option<String>,
     pub events: Vec<Value>,
 }
@@ -140,10 +166,42 @@ impl Ctx {
             &new_id("evt"),
             kind,
             object,
-            Some(&self.request_id),
+            self.request_id.as_deref(),
             self.idempotency_key.as_deref(),
         ));
     }
+
+    /// An `*.updated`-like event, with Stripe's `data.previous_attributes`: the values that
+    /// changed, as they were before.
+    fn emit_change(&mut self, kind: &str, before: &Value, after: &Value) {
+        self.emit(kind, after);
+        if let Some(event) = self.events.last_mut() {
+            event["data"]["previous_attributes"] = previous_attributes(before, after);
+        }
+    }
+}
+
+/// The fields of `before` that differ in `after`, with their old values (`null` for one that
+/// did not exist), going into nested objects as Stripe does (`{"invoice_settings":
+/// {"default_payment_method": "pm_…"}}`).
+fn previous_attributes(before: &Value, after: &Value) -> Value {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return before.clone();
+    };
+    let mut changed = Map::new();
+    for key in before.keys().chain(after.keys()) {
+        let old = before.get(key).unwrap_or(&Value::Null);
+        let new = after.get(key).unwrap_or(&Value::Null);
+        if old != new && !changed.contains_key(key) {
+            let value = if old.is_object() && new.is_object() {
+                previous_attributes(old, new)
+            } else {
+                old.clone()
+            };
+            changed.insert(key.clone(), value);
+        }
+    }
+    Value::Object(changed)
 }
 
 /// One record per API request, for tests ("was an idempotency key sent?").
@@ -277,7 +335,7 @@ fn execute(
     }
 
     let mut ctx = Ctx {
-        request_id: request_id.to_owned(),
+        request_id: Some(request_id.to_owned()),
         idempotency_key: idempotency_key.clone(),
         events: Vec::new(),
     };
@@ -305,7 +363,13 @@ fn execute(
             },
         );
     }
-    let deliveries = state.record_events(ctx.events);
+    publish(shared, state, ctx.events);
+    Ok((status, body, false))
+}
+
+/// Lists the events and starts their deliveries, once the lock is released.
+fn publish(shared: &Arc<Shared>, mut state: MutexGuard<'_, FakeState>, events: Vec<Value>) {
+    let deliveries = state.record_events(events);
     drop(state);
     if !deliveries.is_empty() {
         shared.notify();
@@ -313,7 +377,21 @@ fn execute(
     for index in deliveries {
         super::webhooks::spawn_delivery(shared.clone(), index);
     }
-    Ok((status, body, false))
+}
+
+/// Moves every pending refund to `succeeded`, as the bank confirming them does at Stripe
+/// (`refund.updated`, `charge.refund.updated`, then `charge.refunded` for each). Returns how
+/// many were settled.
+pub(super) fn settle_pending_refunds(shared: &Arc<Shared>) -> usize {
+    let mut state = shared.lock();
+    let mut ctx = Ctx {
+        request_id: None,
+        idempotency_key: None,
+        events: Vec::new(),
+    };
+    let settled = state.store.settle_pending_refunds(&mut ctx);
+    publish(shared, state, ctx.events);
+    settled
 }
 
 fn authenticate(headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -415,6 +493,124 @@ impl Params {
             )),
         }
     }
+
+    /// `metadata` applied to `current` as an update does at Stripe: keys given are set, keys
+    /// given empty are removed, and `metadata=` removes every key.
+    fn metadata_update(&self, current: &Value) -> Result<Value, ApiError> {
+        let mut merged = current.as_object().cloned().unwrap_or_default();
+        match self.0.get("metadata") {
+            None => {}
+            Some(Value::String(s)) if s.is_empty() => merged.clear(),
+            Some(Value::Object(map)) if map.values().all(Value::is_string) => {
+                for (key, value) in map {
+                    if value.as_str() == Some("") {
+                        merged.remove(key);
+                    } else {
+                        merged.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "Invalid metadata: must be a hash of strings",
+                    Some("metadata"),
+                ));
+            }
+        }
+        Ok(Value::Object(merged))
+    }
+
+    /// A field an update sets, or unsets when given empty (`name=`): `None` when not given.
+    fn update(&self, name: &str) -> Result<Option<Option<&str>>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s))),
+            Some(_) => Err(ApiError::invalid(
+                format!("Invalid string: {name} must be a string"),
+                Some(name),
+            )),
+        }
+    }
+
+    /// A list's page size: 1 to 100, 10 when not given.
+    fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.int("limit")?.unwrap_or(10);
+        if limit < 1 {
+            return Err(ApiError::invalid(
+                "This value must be greater than or equal to 1.",
+                Some("limit"),
+            ));
+        }
+        if limit > 100 {
+            return Err(ApiError::invalid(
+                "This value must be less than or equal to 100.",
+                Some("limit"),
+            ));
+        }
+        Ok(usize::try_from(limit).expect("between 1 and 100"))
+    }
+}
+
+/// One page of `items` (newest first) as Stripe lists: `limit` of them, from the start, after
+/// `starting_after` or before `ending_before` (ids of `what` in the list). `has_more` says
+/// whether more follow in the direction of paging, as async-stripe's paginator reads it.
+fn page(items: Vec<Value>, params: &Params, url: &str, what: &str) -> Result<Value, ApiError> {
+    let limit = params.limit()?;
+    let position = |param: &str| {
+        params
+            .str(param)
+            .map(|id| {
+                items
+                    .iter()
+                    .position(|item| item["id"] == id)
+                    .ok_or_else(|| ApiError::no_such(what, id, param, false))
+            })
+            .transpose()
+    };
+    let (start, end, has_more) = match (position("starting_after")?, position("ending_before")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "You may only specify one of these parameters: ending_before, starting_after.",
+                None,
+            ));
+        }
+        (Some(after), None) => {
+            let end = (after + 1 + limit).min(items.len());
+            (after + 1, end, end < items.len())
+        }
+        (None, Some(before)) => {
+            let start = before.saturating_sub(limit);
+            (start, before, start > 0)
+        }
+        (None, None) => {
+            let end = limit.min(items.len());
+            (0, end, end < items.len())
+        }
+    };
+    Ok(objects::list(items[start..end].to_vec(), has_more, url))
+}
+
+/// An amount as Stripe writes it in messages: `$12.50`.
+fn money(amount: i64, currency: &str) -> String {
+    let units = format!("{}.{:02}", amount / 100, amount % 100);
+    match currency {
+        "usd" => format!("${units}"),
+        "eur" => format!("€{units}"),
+        "gbp" => format!("£{units}"),
+        other => format!("{units} {}", other.to_ascii_uppercase()),
+    }
+}
+
+fn check_email(email: &str) -> Result<(), ApiError> {
+    if email.contains('@') {
+        return Ok(());
+    }
+    Err(ApiError::invalid_code(
+        "email_invalid",
+        format!("Invalid email address: {email}"),
+        Some("email"),
+    ))
 }
 
 impl Store {
@@ -447,6 +643,14 @@ impl Store {
                     .get(*id)
                     .cloned()
                     .ok_or_else(|| ApiError::no_such("customer", id, "id", true))
+            }
+            ("POST", ["v1", "customers", id]) => {
+                secret_only()?;
+                self.update_customer(id, params, ctx)
+            }
+            ("GET", ["v1", "customers", id, "payment_methods"]) => {
+                secret_only()?;
+                self.customer_payment_methods(id, params)
             }
             ("POST", ["v1", "setup_intents"]) => {
                 secret_only()?;
@@ -486,6 +690,52 @@ impl Store {
                     .map(|pm| pm.object.clone())
                     .ok_or_else(|| ApiError::no_such("PaymentMethod", id, "payment_method", true))
             }
+            ("POST", ["v1", "payment_methods", id, "detach"]) => {
+                secret_only()?;
+                self.detach_payment_method(id, ctx)
+            }
+            ("POST", ["v1", "refunds"]) => {
+                secret_only()?;
+                self.create_refund(params, ctx)
+            }
+            ("GET", ["v1", "refunds"]) => {
+                secret_only()?;
+                self.list_refunds(params)
+            }
+            ("GET", ["v1", "refunds", id]) => {
+                secret_only()?;
+                self.refunds
+                    .iter()
+                    .find(|refund| refund["id"] == *id)
+                    .cloned()
+                    .ok_or_else(|| ApiError::no_such("refund", id, "id", true))
+            }
+            ("GET", ["v1", "charges", id]) => {
+                secret_only()?;
+                self.charges
+                    .get(*id)
+                    .cloned()
+                    .ok_or_else(|| ApiError::no_such("charge", id, "id", true))
+            }
+            ("GET", ["v1", "charges", id, "refunds"]) => {
+                secret_only()?;
+                if !self.charges.contains_key(*id) {
+                    return Err(ApiError::no_such("charge", id, "charge", true));
+                }
+                let refunds = self
+                    .refunds
+                    .iter()
+                    .rev()
+                    .filter(|refund| refund["charge"] == *id)
+                    .cloned()
+                    .collect();
+                page(
+                    refunds,
+                    params,
+                    &format!("/v1/charges/{id}/refunds"),
+                    "refund",
+                )
+            }
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -498,19 +748,144 @@ impl Store {
 
     fn create_customer(&mut self, params: &Params) -> Result<Value, ApiError> {
         let email = params.str("email");
-        if let Some(email) = email
-            && !email.contains('@')
-        {
-            return Err(ApiError::invalid_code(
-                "email_invalid",
-                format!("Invalid email address: {email}"),
-                Some("email"),
-            ));
+        if let Some(email) = email {
+            check_email(email)?;
         }
         let id = new_id("cus");
         let customer = objects::customer(&id, email, params.str("name"), params.metadata()?);
         self.customers.insert(id, customer.clone());
         Ok(customer)
+    }
+
+    /// `POST /v1/customers/{id}`: what Curbside changes on a customer. A field given empty is
+    /// unset; the default payment method must be one attached to this customer.
+    fn update_customer(
+        &mut self,
+        id: &str,
+        params: &Params,
+        ctx: &mut Ctx,
+    ) -> Result<Value, ApiError> {
+        let before = self
+            .customers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such("customer", id, "id", true))?;
+        let mut customer = before.clone();
+        if let Some(email) = params.update("email")? {
+            if let Some(email) = email {
+                check_email(email)?;
+            }
+            customer["email"] = email.into();
+        }
+        for field in ["name", "description"] {
+            if let Some(value) = params.update(field)? {
+                customer[field] = value.into();
+            }
+        }
+        customer["metadata"] = params.metadata_update(&before["metadata"])?;
+        let default = match params.0.get("invoice_settings") {
+            None => None,
+            Some(Value::String(s)) if s.is_empty() => Some(Value::Null),
+            Some(Value::Object(settings)) => settings
+                .get("default_payment_method")
+                .map(|pm| self.default_payment_method(id, pm))
+                .transpose()?,
+            Some(_) => {
+                return Err(ApiError::invalid("Invalid hash", Some("invoice_settings")));
+            }
+        };
+        if let Some(default) = default {
+            customer["invoice_settings"]["default_payment_method"] = default;
+        }
+        // Stripe sends no event for an update that changes nothing.
+        if customer != before {
+            ctx.emit_change("customer.updated", &before, &customer);
+        }
+        self.customers.insert(id.to_owned(), customer.clone());
+        Ok(customer)
+    }
+
+    /// The value `invoice_settings[default_payment_method]` sets on customer `customer_id`.
+    fn default_payment_method(
+        &self,
+        customer_id: &str,
+        requested: &Value,
+    ) -> Result<Value, ApiError> {
+        const PARAM: &str = "invoice_settings[default_payment_method]";
+        let pm = match requested {
+            Value::String(pm) if pm.is_empty() => return Ok(Value::Null),
+            Value::String(pm) => pm,
+            _ => return Err(ApiError::invalid("Invalid string", Some(PARAM))),
+        };
+        let method = self
+            .payment_methods
+            .get(pm)
+            .ok_or_else(|| ApiError::no_such("PaymentMethod", pm, PARAM, false))?;
+        if method.object["customer"] != customer_id {
+            return Err(ApiError::not_customers(pm, PARAM));
+        }
+        Ok(pm.as_str().into())
+    }
+
+    /// `GET /v1/customers/{id}/payment_methods`: the methods attached to the customer, newest
+    /// first (`type` filters; every method here is a card).
+    fn customer_payment_methods(&self, id: &str, params: &Params) -> Result<Value, ApiError> {
+        if !self.customers.contains_key(id) {
+            return Err(ApiError::no_such("customer", id, "id", true));
+        }
+        let kind = params.str("type");
+        let mut methods: Vec<&SavedMethod> = self
+            .payment_methods
+            .values()
+            .filter(|method| {
+                method.object["customer"] == id
+                    && kind.is_none_or(|kind| method.object["type"] == kind)
+            })
+            .collect();
+        methods.sort_by_key(|method| std::cmp::Reverse(method.number));
+        let items = methods.iter().map(|method| method.object.clone()).collect();
+        page(
+            items,
+            params,
+            &format!("/v1/customers/{id}/payment_methods"),
+            "PaymentMethod",
+        )
+    }
+
+    /// `POST /v1/payment_methods/{id}/detach`: the method leaves its customer for good (and
+    /// stops being the customer's default, if it was).
+    fn detach_payment_method(&mut self, id: &str, ctx: &mut Ctx) -> Result<Value, ApiError> {
+        let not_attached = || {
+            ApiError::invalid(
+                "The payment method you provided is not attached to a customer so detachment \
+                 is impossible.",
+                None,
+            )
+        };
+        if cards::find(id).is_some() {
+            // A test token stands for a new method, attached to nobody.
+            return Err(not_attached());
+        }
+        let method = self
+            .payment_methods
+            .get_mut(id)
+            .ok_or_else(|| ApiError::no_such("PaymentMethod", id, "payment_method", true))?;
+        let Some(customer_id) = method.object["customer"].as_str().map(str::to_owned) else {
+            return Err(not_attached());
+        };
+        let before = method.object.clone();
+        method.object["customer"] = Value::Null;
+        method.detached = true;
+        let detached = method.object.clone();
+        ctx.emit_change("payment_method.detached", &before, &detached);
+        if let Some(customer) = self.customers.get_mut(&customer_id)
+            && customer["invoice_settings"]["default_payment_method"] == id
+        {
+            let before = customer.clone();
+            customer["invoice_settings"]["default_payment_method"] = Value::Null;
+            ctx.emit_change("customer.updated", &before, customer);
+        }
+        Ok(detached)
     }
 
     fn create_setup_intent(&mut self, params: &Params, ctx: &mut Ctx) -> Result<Value, ApiError> {
@@ -604,7 +979,10 @@ impl Store {
                 intent["last_setup_error"] = Value::Object(error.clone());
                 ctx.emit("setup_intent.setup_failed", &intent);
                 error.insert("setup_intent".into(), intent.clone());
-                error.insert("request_log_url".into(), request_log_url(&ctx.request_id));
+                error.insert(
+                    "request_log_url".into(),
+                    request_log_url(ctx.request_id.as_deref()),
+                );
                 Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     "card_error",
@@ -625,12 +1003,15 @@ impl Store {
     ) -> Result<String, ApiError> {
         if let Some(card) = cards::find(requested) {
             let id = new_id("pm");
+            let number = self.payment_methods.len();
             self.payment_methods.insert(
                 id.clone(),
                 SavedMethod {
                     object: objects::payment_method(&id, card, None),
                     card,
                     set_up: false,
+                    number,
+                    detached: false,
                 },
             );
             return Ok(id);
@@ -638,17 +1019,21 @@ impl Store {
         let method = self.payment_methods.get(requested).ok_or_else(|| {
             ApiError::no_such("PaymentMethod", requested, "payment_method", false)
         })?;
+        if method.detached {
+            // Stripe never lets a detached method be used again, with its old customer or not.
+            return Err(match customer {
+                Some(Some(_)) => ApiError::not_customers(requested, "payment_method"),
+                _ => ApiError::invalid(
+                    "This PaymentMethod was previously used without being attached to a \
+                     Customer or was detached from a Customer, and may not be used again.",
+                    Some("payment_method"),
+                ),
+            });
+        }
         if let (Some(customer), Some(owner)) = (customer, method.object["customer"].as_str())
             && customer != Some(owner)
         {
-            return Err(ApiError::invalid_code(
-                "resource_missing",
-                format!(
-                    "The customer does not have a payment method with the ID {requested}. The \
-                     payment method must be attached to the customer."
-                ),
-                Some("payment_method"),
-            ));
+            return Err(ApiError::not_customers(requested, "payment_method"));
         }
         Ok(requested.to_owned())
     }
@@ -765,11 +1150,15 @@ impl Store {
         let status = intent["status"].as_str().unwrap_or_default().to_owned();
         let result = match status.as_str() {
             "requires_action" => {
+                let pm_id = intent["payment_method"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .expect("an intent waiting for authentication has its card");
                 intent["status"] = "succeeded".into();
                 intent["next_action"] = Value::Null;
                 intent["last_payment_error"] = Value::Null;
                 intent["amount_received"] = intent["amount"].clone();
-                intent["latest_charge"] = new_id("ch").into();
+                intent["latest_charge"] = self.record_charge(&intent, &pm_id, None).into();
                 ctx.emit("payment_intent.succeeded", &intent);
                 Ok(())
             }
@@ -823,7 +1212,7 @@ impl Store {
             Attempt::Approve => {
                 intent["status"] = "succeeded".into();
                 intent["amount_received"] = intent["amount"].clone();
-                intent["latest_charge"] = new_id("ch").into();
+                intent["latest_charge"] = self.record_charge(intent, pm_id, None).into();
                 ctx.emit("payment_intent.succeeded", intent);
                 return Ok(());
             }
@@ -838,7 +1227,15 @@ impl Store {
                 return Ok(());
             }
             Attempt::Authenticate => ("authentication_required", "authentication_required", None),
-            Attempt::Decline(decline_code) => ("card_declined", decline_code, Some(new_id("ch"))),
+            Attempt::Decline(decline_code) => {
+                let failure = ChargeFailure {
+                    code: "card_declined",
+                    decline_code,
+                    message: decline_message("card_declined", decline_code),
+                };
+                let charge = self.record_charge(intent, pm_id, Some(&failure));
+                ("card_declined", decline_code, Some(charge))
+            }
         };
         let mut error = card_error_fields(code, decline_code, &pm_object, charge.as_deref());
         intent["status"] = "requires_payment_method".into();
@@ -846,12 +1243,215 @@ impl Store {
         intent["last_payment_error"] = Value::Object(error.clone());
         ctx.emit("payment_intent.payment_failed", intent);
         error.insert("payment_intent".into(), intent.clone());
-        error.insert("request_log_url".into(), request_log_url(&ctx.request_id));
+        error.insert(
+            "request_log_url".into(),
+            request_log_url(ctx.request_id.as_deref()),
+        );
         Err(ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
             "card_error",
             Value::Object(error),
         ))
+    }
+}
+
+/// Charges and refunds.
+impl Store {
+    /// Keeps the charge a payment attempt on `intent` made, and returns its id.
+    fn record_charge(
+        &mut self,
+        intent: &Value,
+        pm_id: &str,
+        failure: Option<&ChargeFailure<'_>>,
+    ) -> String {
+        let id = new_id("ch");
+        let charge = objects::charge(&id, intent, &self.payment_methods[pm_id].object, failure);
+        self.charges.insert(id.clone(), charge);
+        id
+    }
+
+    /// Brings the charge's refund fields up to its refunds; returns the charge.
+    fn sync_charge(&mut self, charge_id: &str) -> Value {
+        let refunds: Vec<&Value> = self
+            .refunds
+            .iter()
+            .filter(|refund| refund["charge"] == charge_id)
+            .collect();
+        let charge = objects::with_refunds(self.charges[charge_id].clone(), &refunds);
+        self.charges.insert(charge_id.to_owned(), charge.clone());
+        charge
+    }
+
+    /// `POST /v1/refunds`: gives back all (by default) or part of what is left of a succeeded
+    /// payment, named by its PaymentIntent or its charge. Pending refunds count against what
+    /// is left, as at Stripe, though the charge shows only those that succeeded.
+    fn create_refund(&mut self, params: &Params, ctx: &mut Ctx) -> Result<Value, ApiError> {
+        let reason = params.str("reason");
+        if let Some(reason) = reason
+            && !matches!(reason, "duplicate" | "fraudulent" | "requested_by_customer")
+        {
+            return Err(ApiError::invalid(
+                "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                Some("reason"),
+            ));
+        }
+        let requested_amount = params.int("amount")?;
+        let metadata = params.metadata()?;
+        let charge_id = self.refundable_charge(params)?;
+
+        let charge = &self.charges[&charge_id];
+        let currency = charge["currency"].as_str().unwrap_or_default().to_owned();
+        let refunded: i64 = self
+            .refunds
+            .iter()
+            .filter(|refund| refund["charge"] == charge_id.as_str())
+            .filter_map(|refund| refund["amount"].as_i64())
+            .sum();
+        let remaining = charge["amount"].as_i64().unwrap_or_default() - refunded;
+        if remaining <= 0 {
+            return Err(ApiError::invalid_code(
+                "charge_already_refunded",
+                format!("Charge {charge_id} has already been refunded."),
+                None,
+            ));
+        }
+        let amount = requested_amount.unwrap_or(remaining);
+        if amount < 1 {
+            return Err(ApiError::invalid(
+                "This value must be greater than or equal to 1.",
+                Some("amount"),
+            ));
+        }
+        if amount > remaining {
+            return Err(ApiError::invalid_code(
+                "amount_too_large",
+                format!(
+                    "Refund amount ({}) is greater than unrefunded amount on charge ({})",
+                    money(amount, &currency),
+                    money(remaining, &currency)
+                ),
+                Some("amount"),
+            ));
+        }
+        let card = charge["payment_method"]
+            .as_str()
+            .and_then(|pm| self.payment_methods.get(pm))
+            .map(|method| method.card);
+        let pending = card.is_some_and(|card| card.refunds_pending);
+
+        let refund = objects::refund(&NewRefund {
+            id: &new_id("re"),
+            amount,
+            charge,
+            reason,
+            metadata,
+            pending,
+        });
+        self.refunds.push(refund.clone());
+        let charge = self.sync_charge(&charge_id);
+        ctx.emit("refund.created", &refund);
+        if !pending {
+            ctx.emit("charge.refunded", &charge);
+        }
+        Ok(refund)
+    }
+
+    /// The charge a refund request names, if it can be refunded at all.
+    fn refundable_charge(&self, params: &Params) -> Result<String, ApiError> {
+        match (params.str("payment_intent"), params.str("charge")) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "You may only specify one of these parameters: charge, payment_intent.",
+                None,
+            )),
+            (None, None) => Err(ApiError::invalid_code(
+                "parameter_missing",
+                "One of the following params should be provided for this request: \
+                 payment_intent or charge.",
+                None,
+            )),
+            (Some(pi_id), None) => {
+                let intent = self
+                    .payment_intents
+                    .iter()
+                    .find(|pi| pi["id"] == pi_id)
+                    .ok_or_else(|| {
+                        ApiError::no_such("payment_intent", pi_id, "payment_intent", false)
+                    })?;
+                match intent["latest_charge"].as_str() {
+                    Some(charge) if intent["status"] == "succeeded" => Ok(charge.to_owned()),
+                    _ => Err(ApiError::invalid_code(
+                        "payment_intent_unexpected_state",
+                        "This PaymentIntent does not have a successful charge to refund.",
+                        Some("payment_intent"),
+                    )),
+                }
+            }
+            (None, Some(charge_id)) => {
+                let charge = self
+                    .charges
+                    .get(charge_id)
+                    .ok_or_else(|| ApiError::no_such("charge", charge_id, "charge", false))?;
+                if charge["status"] != "succeeded" {
+                    return Err(ApiError::invalid_code(
+                        "charge_not_refundable",
+                        format!("Charge {charge_id} cannot be refunded because it failed."),
+                        Some("charge"),
+                    ));
+                }
+                Ok(charge_id.to_owned())
+            }
+        }
+    }
+
+    /// `GET /v1/refunds`: newest first, those of one PaymentIntent or charge if asked.
+    fn list_refunds(&self, params: &Params) -> Result<Value, ApiError> {
+        let payment_intent = params.str("payment_intent");
+        if let Some(pi_id) = payment_intent
+            && !self.payment_intents.iter().any(|pi| pi["id"] == pi_id)
+        {
+            return Err(ApiError::no_such(
+                "payment_intent",
+                pi_id,
+                "payment_intent",
+                false,
+            ));
+        }
+        let charge = params.str("charge");
+        if let Some(charge) = charge
+            && !self.charges.contains_key(charge)
+        {
+            return Err(ApiError::no_such("charge", charge, "charge", false));
+        }
+        let refunds = self
+            .refunds
+            .iter()
+            .rev()
+            .filter(|refund| {
+                payment_intent.is_none_or(|pi| refund["payment_intent"] == pi)
+                    && charge.is_none_or(|charge| refund["charge"] == charge)
+            })
+            .cloned()
+            .collect();
+        page(refunds, params, "/v1/refunds", "refund")
+    }
+
+    /// See [`settle_pending_refunds`].
+    fn settle_pending_refunds(&mut self, ctx: &mut Ctx) -> usize {
+        let pending: Vec<usize> = (0..self.refunds.len())
+            .filter(|&index| self.refunds[index]["status"] == "pending")
+            .collect();
+        for &index in &pending {
+            let before = self.refunds[index].clone();
+            let refund = &mut self.refunds[index];
+            refund["status"] = "succeeded".into();
+            refund["pending_reason"] = Value::Null;
+            let refund = refund.clone();
+            ctx.emit_change("refund.updated", &before, &refund);
+            ctx.emit_change("charge.refund.updated", &before, &refund);
+            let charge = self.sync_charge(refund["charge"].as_str().unwrap_or_default());
+            ctx.emit("charge.refunded", &charge);
+        }
+        pending.len()
     }
 }
 
@@ -882,13 +1482,6 @@ fn card_error_fields(
     payment_method: &Value,
     charge: Option<&str>,
 ) -> Map<String, Value> {
-    let message = match (code, decline_code) {
-        ("authentication_required", _) => {
-            "Your card was declined. This transaction requires authentication."
-        }
-        (_, "insufficient_funds") => "Your card has insufficient funds.",
-        _ => "Your card was declined.",
-    };
     let mut fields = Map::new();
     fields.insert("type".into(), "card_error".into());
     fields.insert("code".into(), code.into());
@@ -901,7 +1494,7 @@ fn card_error_fields(
         )
         .into(),
     );
-    fields.insert("message".into(), message.into());
+    fields.insert("message".into(), decline_message(code, decline_code).into());
     fields.insert("payment_method".into(), payment_method.clone());
     if let Some(charge) = charge {
         fields.insert("charge".into(), charge.into());
@@ -909,8 +1502,21 @@ fn card_error_fields(
     fields
 }
 
-fn request_log_url(request_id: &str) -> Value {
-    format!("https://dashboard.stripe.com/test/logs/{request_id}").into()
+/// Stripe's words for a card error.
+fn decline_message(code: &str, decline_code: &str) -> &'static str {
+    match (code, decline_code) {
+        ("authentication_required", _) => {
+            "Your card was declined. This transaction requires authentication."
+        }
+        (_, "insufficient_funds") => "Your card has insufficient funds.",
+        _ => "Your card was declined.",
+    }
+}
+
+fn request_log_url(request_id: Option<&str>) -> Value {
+    request_id.map_or(Value::Null, |id| {
+        format!("https://dashboard.stripe.com/test/logs/{id}").into()
+    })
 }
 
 impl super::FakeState {

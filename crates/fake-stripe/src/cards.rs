@@ -4,6 +4,11 @@
 //! behaviour; confirming a SetupIntent attaches it to the intent's customer. One
 //! simplification: a card that asks for 3-D Secure when it is saved is treated as if the driver
 //! completed the challenge in the browser (Stripe.js would show it), so saving succeeds.
+//!
+//! Refunds succeed at once, except those of `pm_card_pendingRefund` (4000 0000 0000 7726),
+//! Stripe's card for refunds that take time: they wait in `pending` until the control API
+//! settles them (`POST /_fake/refunds/settle`, [`crate::FakeStripe::settle_pending_refunds`]),
+//! as the bank confirming them some days later would.
 
 /// What the card does when it is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +33,8 @@ pub struct TestCard {
     pub on_payment_after_setup: Attempt,
     /// A payment with a card that was never set up for later use.
     pub on_payment: Attempt,
+    /// Its refunds are created `pending` and succeed only when settled.
+    pub refunds_pending: bool,
 }
 
 pub const CARDS: &[TestCard] = &[
@@ -39,6 +46,7 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Approve,
         on_payment_after_setup: Attempt::Approve,
         on_payment: Attempt::Approve,
+        refunds_pending: false,
     },
     TestCard {
         token: "pm_card_mastercard",
@@ -48,6 +56,7 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Approve,
         on_payment_after_setup: Attempt::Approve,
         on_payment: Attempt::Approve,
+        refunds_pending: false,
     },
     // 4000 0000 0000 0002: every attempt is declined, saving it too.
     TestCard {
@@ -58,6 +67,7 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Decline("generic_decline"),
         on_payment_after_setup: Attempt::Decline("generic_decline"),
         on_payment: Attempt::Decline("generic_decline"),
+        refunds_pending: false,
     },
     // 4000 0000 0000 0341: saving succeeds, charging it later is declined.
     TestCard {
@@ -68,6 +78,7 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Approve,
         on_payment_after_setup: Attempt::Decline("generic_decline"),
         on_payment: Attempt::Decline("generic_decline"),
+        refunds_pending: false,
     },
     // 4000 0027 6000 3184: asks for authentication on every payment, even once saved.
     TestCard {
@@ -78,6 +89,7 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Approve,
         on_payment_after_setup: Attempt::Authenticate,
         on_payment: Attempt::Authenticate,
+        refunds_pending: false,
     },
     // 4000 0025 0000 3155: asks for authentication unless it was set up for later payments.
     TestCard {
@@ -88,6 +100,19 @@ pub const CARDS: &[TestCard] = &[
         on_setup: Attempt::Approve,
         on_payment_after_setup: Attempt::Approve,
         on_payment: Attempt::Authenticate,
+        refunds_pending: false,
+    },
+    // 4000 0000 0000 7726: saves and charges like any card; its refunds stay `pending` until
+    // settled, then succeed (at Stripe, some time later by itself).
+    TestCard {
+        token: "pm_card_pendingRefund",
+        brand: "visa",
+        last4: "7726",
+        fingerprint: "pr7726PendingRefu",
+        on_setup: Attempt::Approve,
+        on_payment_after_setup: Attempt::Approve,
+        on_payment: Attempt::Approve,
+        refunds_pending: true,
     },
 ];
 

@@ -16,6 +16,8 @@ use super::{Delay, Fault, PaymentIntentFilter, Shared};
 pub(super) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/payment_intents", get(payment_intents))
+        .route("/refunds", get(refunds))
+        .route("/refunds/settle", post(settle_refunds))
         .route("/requests", get(requests))
         .route("/events", get(events))
         .route("/faults", post(add_fault).delete(clear_faults))
@@ -29,6 +31,15 @@ async fn payment_intents(
 ) -> Json<Value> {
     let data = shared.payment_intents(&filter);
     Json(json!({"count": data.len(), "data": data}))
+}
+
+async fn refunds(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let data = shared.lock().store.refunds.clone();
+    Json(json!({"count": data.len(), "data": data}))
+}
+
+async fn settle_refunds(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({"settled": super::api::settle_pending_refunds(&shared)}))
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Json<Value> {

@@ -7,11 +7,17 @@
 //! | method | path |
 //! |---|---|
 //! | POST | `/v1/customers`, GET `/v1/customers/{id}` |
+//! | POST | `/v1/customers/{id}` (`email`, `name`, `description`, `metadata[…]` merged, `invoice_settings[default_payment_method]`: a method attached to this customer; an empty value unsets; `customer.updated` when something changed) |
+//! | GET | `/v1/customers/{id}/payment_methods` (`type`, `limit`, `starting_after`, `ending_before`: the customer's attached methods, newest first) |
 //! | POST | `/v1/setup_intents`, GET `/v1/setup_intents/{id}` |
 //! | POST | `/v1/setup_intents/{id}/confirm` (`payment_method=pm_card_visa`: what Stripe.js does when the driver saves a card; the publishable key with `client_secret` works too) |
 //! | POST | `/v1/payment_intents`, GET `/v1/payment_intents/{id}` |
 //! | POST | `/v1/payment_intents/{id}/confirm` (the card holder back on-session, as `stripe.confirmCardPayment` does: a card that wants 3-D Secure answers `requires_action` with a `next_action`; confirming it again stands for passing the bank's challenge) |
 //! | GET | `/v1/payment_methods/{id}` |
+//! | POST | `/v1/payment_methods/{id}/detach` (for good: a detached method is refused for payments; `payment_method.detached`, and `customer.updated` if it was the customer's default, which is unset) |
+//! | POST | `/v1/refunds` (`payment_intent` or `charge`, `amount` (all that is left by default), `reason`, `metadata[…]`: succeeded at once with `refund.created` and `charge.refunded`, or, for `pm_card_pendingRefund`, `pending` with `refund.created` only) |
+//! | GET | `/v1/refunds/{id}`, `/v1/refunds` (`payment_intent`, `charge`, `limit`, `starting_after`, `ending_before`: newest first) |
+//! | GET | `/v1/charges/{id}` (a PaymentIntent's `latest_charge`, with its refunds), `/v1/charges/{id}/refunds` |
 //!
 //! Test cards are in [`cards`]. A control API under `/_fake/` (a path Stripe never uses) lets a
 //! test drive a separately running `fake-stripe` too; every control has a method on
@@ -20,6 +26,8 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/_fake/payment_intents?customer=&reservation_id=` | `{"count", "data"}` of PaymentIntents created |
+//! | GET | `/_fake/refunds` | `{"count", "data"}` of every refund, oldest first |
+//! | POST | `/_fake/refunds/settle` | `{"settled"}`: every pending refund succeeds, with its events (`refund.updated`, `charge.refund.updated`, `charge.refunded`) |
 //! | GET | `/_fake/requests` | every API request: method, path, idempotency key, status, replayed |
 //! | GET | `/_fake/events` | every event and its delivery: attempts, delivered, last status |
 //! | POST | `/_fake/faults` | `{"path_prefix", "count", "status"?}`: the next `count` requests under the prefix answer `status` (500) without running |
@@ -171,6 +179,18 @@ impl FakeStripe {
 
     pub fn payment_intent_count(&self, filter: &PaymentIntentFilter) -> usize {
         self.payment_intents(filter).len()
+    }
+
+    /// Every refund created so far, oldest first, as it is now.
+    pub fn refunds(&self) -> Vec<Value> {
+        self.shared.lock().store.refunds.clone()
+    }
+
+    /// Plays the bank confirming the refunds left `pending` (those of `pm_card_pendingRefund`):
+    /// each succeeds, its charge counts it, and `refund.updated`, `charge.refund.updated` and
+    /// `charge.refunded` are sent. Returns how many were settled.
+    pub fn settle_pending_refunds(&self) -> usize {
+        api::settle_pending_refunds(&self.shared)
     }
 
     /// The next `count` requests whose path starts with `path_prefix` answer `status`

@@ -231,6 +231,212 @@ pub fn payment_intent(new: &NewPaymentIntent<'_>) -> Value {
     intent
 }
 
+/// Why a charge failed, as in its `failure_code` and `outcome`.
+pub struct ChargeFailure<'a> {
+    pub code: &'a str,
+    pub decline_code: &'a str,
+    pub message: &'a str,
+}
+
+/// The charge a payment attempt on `intent` with `payment_method` (the object) made: succeeded
+/// unless `failure`. Refund fields start at none refunded (see [`with_refunds`]).
+pub fn charge(
+    id: &str,
+    intent: &Value,
+    payment_method: &Value,
+    failure: Option<&ChargeFailure<'_>>,
+) -> Value {
+    let amount = intent["amount"].as_i64().unwrap_or_default();
+    let succeeded = failure.is_none();
+    let card = &payment_method["card"];
+    let outcome = match failure {
+        None => json!({
+            "advice_code": null,
+            "network_advice_code": null,
+            "network_decline_code": null,
+            "network_status": "approved_by_network",
+            "reason": null,
+            "seller_message": "Payment complete.",
+            "type": "authorized"
+        }),
+        Some(failure) => json!({
+            "advice_code": null,
+            "network_advice_code": null,
+            "network_decline_code": null,
+            "network_status": "declined_by_network",
+            "reason": failure.decline_code,
+            "seller_message": "The bank did not return any further details with this decline.",
+            "type": "issuer_declined"
+        }),
+    };
+    let details = json!({
+        "card": {
+            "amount_authorized": if succeeded { Value::from(amount) } else { Value::Null },
+            "authorization_code": null,
+            "brand": card["brand"],
+            "checks": card["checks"],
+            "country": card["country"],
+            "exp_month": card["exp_month"],
+            "exp_year": card["exp_year"],
+            "extended_authorization": {"status": "disabled"},
+            "fingerprint": card["fingerprint"],
+            "funding": card["funding"],
+            "incremental_authorization": {"status": "unavailable"},
+            "installments": null,
+            "last4": card["last4"],
+            "mandate": null,
+            "multicapture": {"status": "unavailable"},
+            "network": card["brand"],
+            "network_token": {"used": false},
+            "network_transaction_id": null,
+            "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
+            "regulated_status": card["regulated_status"],
+            "three_d_secure": null,
+            "transaction_link_id": null,
+            "wallet": null
+        },
+        "type": "card"
+    });
+    // In two halves, as the PaymentIntent: one `json!` this size exceeds the recursion limit.
+    let mut charge = json!({
+        "amount": amount,
+        "amount_captured": if succeeded { amount } else { 0 },
+        "amount_refunded": 0,
+        "application": null,
+        "application_fee": null,
+        "application_fee_amount": null,
+        "balance_transaction": if succeeded { Value::from(new_id("txn")) } else { Value::Null },
+        "billing_details": payment_method["billing_details"],
+        "calculated_statement_descriptor": null,
+        "captured": succeeded,
+        "created": now(),
+        "currency": intent["currency"],
+        "customer": intent["customer"],
+        "description": intent["description"],
+        "disputed": false,
+        "failure_balance_transaction": null,
+        "failure_code": failure.map(|f| f.code),
+        "failure_message": failure.map(|f| f.message),
+        "fraud_details": {},
+        "id": id,
+        "livemode": false,
+    });
+    let rest = json!({
+        "metadata": intent["metadata"],
+        "object": "charge",
+        "on_behalf_of": null,
+        "outcome": outcome,
+        "paid": succeeded,
+        "payment_intent": intent["id"],
+        "payment_method": payment_method["id"],
+        "payment_method_details": details,
+        "receipt_email": null,
+        "receipt_number": null,
+        "receipt_url": format!("https://pay.stripe.com/receipts/payment/{}", random_alphanumeric(64)),
+        "refunded": false,
+        "refunds": list(Vec::new(), false, &format!("/v1/charges/{id}/refunds")),
+        "review": null,
+        "shipping": null,
+        "source": null,
+        "source_transfer": null,
+        "statement_descriptor": null,
+        "statement_descriptor_suffix": null,
+        "status": if succeeded { "succeeded" } else { "failed" },
+        "transfer_data": null,
+        "transfer_group": null
+    });
+    if let (Some(charge), Value::Object(rest)) = (charge.as_object_mut(), rest) {
+        charge.extend(rest);
+    }
+    charge
+}
+
+/// `charge` with its refund fields brought up to `refunds` (all of its refunds, oldest
+/// first): `amount_refunded` and `refunded` count those that succeeded, `refunds` lists
+/// every one, newest first.
+pub fn with_refunds(mut charge: Value, refunds: &[&Value]) -> Value {
+    let refunded: i64 = refunds
+        .iter()
+        .filter(|refund| refund["status"] == "succeeded")
+        .filter_map(|refund| refund["amount"].as_i64())
+        .sum();
+    charge["amount_refunded"] = refunded.into();
+    charge["refunded"] = (refunded > 0 && Some(refunded) == charge["amount"].as_i64()).into();
+    let newest_first = refunds
+        .iter()
+        .rev()
+        .map(|refund| (*refund).clone())
+        .collect();
+    let url = format!(
+        "/v1/charges/{}/refunds",
+        charge["id"].as_str().unwrap_or_default()
+    );
+    charge["refunds"] = list(newest_first, false, &url);
+    charge
+}
+
+pub struct NewRefund<'a> {
+    pub id: &'a str,
+    pub amount: i64,
+    /// The charge refunded (the object).
+    pub charge: &'a Value,
+    pub reason: Option<&'a str>,
+    pub metadata: Value,
+    /// `pending` (until settled) rather than `succeeded`.
+    pub pending: bool,
+}
+
+/// A card refund. Stripe has no example Refund in its fixtures: the fields are those of its
+/// Refund object as async-stripe reads it (`stripe_shared::Refund`), which a test checks.
+pub fn refund(new: &NewRefund<'_>) -> Value {
+    let charge = new.charge;
+    json!({
+        "amount": new.amount,
+        "balance_transaction": new_id("txn"),
+        "charge": charge["id"],
+        "created": now(),
+        "currency": charge["currency"],
+        "customer": charge["customer"],
+        "customer_account": null,
+        "description": null,
+        "destination_details": {
+            "card": {
+                "reference": null,
+                "reference_status": "pending",
+                "reference_type": null,
+                "type": "refund"
+            },
+            "type": "card"
+        },
+        "failure_balance_transaction": null,
+        "failure_reason": null,
+        "id": new.id,
+        "instructions_email": null,
+        "metadata": new.metadata,
+        "next_action": null,
+        "object": "refund",
+        "payment_intent": charge["payment_intent"],
+        "payment_method": charge["payment_method"],
+        "pending_reason": if new.pending { Value::from("processing") } else { Value::Null },
+        "presentment_details": null,
+        "reason": new.reason,
+        "receipt_number": null,
+        "source_transfer_reversal": null,
+        "status": if new.pending { "pending" } else { "succeeded" },
+        "transfer_reversal": null
+    })
+}
+
+/// One of Stripe's lists: a page of `data` and whether more follow.
+pub fn list(data: Vec<Value>, has_more: bool, url: &str) -> Value {
+    json!({
+        "data": data,
+        "has_more": has_more,
+        "object": "list",
+        "url": url
+    })
+}
+
 /// An event as delivered to webhook endpoints, `object` being a snapshot taken now.
 pub fn event(
     id: &str,
@@ -307,10 +513,28 @@ mod tests {
             metadata: json!({}),
         });
         let setup = setup_intent("seti_1", None, "off_session", json!({}));
+        let method = payment_method("pm_1", card, None);
+        let charged = charge("ch_1", &intent, &method, None);
+        let refunded = refund(&NewRefund {
+            id: "re_1",
+            amount: 40,
+            charge: &charged,
+            reason: None,
+            metadata: json!({}),
+            pending: false,
+        });
+        let charged = with_refunds(charged, &[&refunded]);
+        let failure = ChargeFailure {
+            code: "card_declined",
+            decline_code: "generic_decline",
+            message: "Your card was declined.",
+        };
         let cases = [
             ("customer", customer("cus_1", None, None, json!({}))),
-            ("payment_method", payment_method("pm_1", card, None)),
+            ("payment_method", method.clone()),
             ("setup_intent", setup.clone()),
+            ("charge", charged.clone()),
+            ("charge", charge("ch_2", &intent, &method, Some(&failure))),
             ("payment_intent", intent),
             (
                 "event",
@@ -332,6 +556,79 @@ mod tests {
                 }
             }
         }
+        // The card under the charge's payment_method_details, two levels down.
+        assert_eq!(
+            keys(&charged["payment_method_details"]["card"]),
+            keys(&fixtures["charge"]["payment_method_details"]["card"]),
+        );
+        assert_eq!(charged["amount_refunded"], 40);
+        assert_eq!(charged["refunded"], false);
+        assert_eq!(charged["refunds"]["data"][0]["id"], "re_1");
+    }
+
+    /// Stripe's fixtures have no Refund: every field of async-stripe's `stripe_shared::Refund`
+    /// (async-stripe-shared 1.0.0-rc.10, `src/refund.rs`), which reads `amount`, `created`,
+    /// `currency` and `id` as required and the others as nullable, plus `object`.
+    #[test]
+    fn refunds_have_every_field_async_stripe_reads() {
+        let card = cards::find("pm_card_pendingRefund").unwrap();
+        let intent = payment_intent(&NewPaymentIntent {
+            id: "pi_1",
+            amount: 100,
+            currency: "usd",
+            customer: Some("cus_1"),
+            payment_method: Some("pm_1"),
+            description: None,
+            metadata: json!({}),
+        });
+        let charged = charge("ch_1", &intent, &payment_method("pm_1", card, None), None);
+        let pending = refund(&NewRefund {
+            id: "re_1",
+            amount: 100,
+            charge: &charged,
+            reason: Some("requested_by_customer"),
+            metadata: json!({"k": "v"}),
+            pending: true,
+        });
+        let expected: BTreeSet<String> = [
+            "amount",
+            "balance_transaction",
+            "charge",
+            "created",
+            "currency",
+            "customer",
+            "customer_account",
+            "description",
+            "destination_details",
+            "failure_balance_transaction",
+            "failure_reason",
+            "id",
+            "instructions_email",
+            "metadata",
+            "next_action",
+            "object",
+            "payment_intent",
+            "payment_method",
+            "pending_reason",
+            "presentment_details",
+            "reason",
+            "receipt_number",
+            "source_transfer_reversal",
+            "status",
+            "transfer_reversal",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        assert_eq!(keys(&pending), expected);
+        assert_eq!(pending["status"], "pending");
+        assert_eq!(pending["pending_reason"], "processing");
+        assert_eq!(pending["charge"], "ch_1");
+        assert_eq!(pending["payment_intent"], "pi_1");
+        assert_eq!(pending["customer"], "cus_1");
+        // `destination_details.type` names the one sub-object present, as async-stripe expects.
+        assert_eq!(pending["destination_details"]["type"], "card");
+        assert_eq!(pending["destination_details"]["card"]["type"], "refund");
     }
 
     #[test]

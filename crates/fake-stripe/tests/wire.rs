@@ -71,7 +71,7 @@ async fn the_imitation_speaks_stripes_wire_format() {
     assert_eq!(replayed, body);
 
     let response = http
-        .get(url("v1/refunds"))
+        .get(url("v1/subscriptions"))
         .bearer_auth(TEST_SECRET_KEY)
         .send()
         .await
