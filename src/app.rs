@@ -28,7 +28,9 @@ use crate::config::{Config, CorsOrigins};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::openapi::{ApiDoc, StandardResponses};
 use crate::state::AppState;
-use crate::{auth, client_settings, health, middleware, openapi, reservations, spots, telemetry};
+use crate::{
+    auth, client_settings, health, middleware, openapi, reservations, spots, telemetry, wallet,
+};
 
 /// How long one request may take before the client gets a 503 (retry).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(client_settings::router())
+        .merge(wallet::router())
         .merge(idempotent)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -61,6 +61,11 @@ pub enum AppError {
         "reservation {reservation_id} has an unpaid bill; pay it (GET /v1/reservations/{reservation_id}/payment) before booking again"
     )]
     UnpaidBalance { reservation_id: uuid::Uuid },
+    /// A saved card that a current reservation (or a bill being paid) relies on.
+    #[error(
+        "reservation {reservation_id} relies on this card; remove it once that reservation is over and paid"
+    )]
+    PaymentMethodInUse { reservation_id: uuid::Uuid },
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     #[error("{0}")]
@@ -96,7 +101,8 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
-    /// `unpaid_balance`: the reservation whose bill must be paid first.
+    /// `unpaid_balance`: the reservation whose bill must be paid first;
+    /// `payment_method_in_use`: the reservation that relies on the card.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<uuid::Uuid>,
 }
@@ -134,7 +140,9 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } | Self::UnpaidBalance { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. }
+            | Self::UnpaidBalance { .. }
+            | Self::PaymentMethodInUse { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -153,6 +161,7 @@ impl AppError {
             | Self::Conflict { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::UnpaidBalance { .. } => "unpaid_balance",
+            Self::PaymentMethodInUse { .. } => "payment_method_in_use",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -184,7 +193,8 @@ impl AppError {
             code: self.code().to_owned(),
             errors,
             reservation_id: match self {
-                Self::UnpaidBalance { reservation_id } => Some(*reservation_id),
+                Self::UnpaidBalance { reservation_id }
+                | Self::PaymentMethodInUse { reservation_id } => Some(*reservation_id),
                 _ => None,
             },
         }

@@ -29,3 +29,4 @@ pub mod spots;
 pub mod state;
 pub mod telemetry;
 pub mod time_window;
+pub mod wallet;

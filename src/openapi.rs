@@ -38,6 +38,8 @@ use crate::spots::model::{AvailabilityFilter, DistanceUnit};
         (name = "reservations", description = "Quotes, bookings, changes and Stripe's webhook"),
         (name = "payments", description = "A reservation's payment: what to do next, paying a failed bill, receipts"),
         (name = "guest access", description = "Guests who lost their guest token get a new one by email"),
+        (name = "saved cards", description = "A driver's cards saved on their Stripe customer: list, remove, choose the default; book with one in one step"),
+        (name = "refunds", description = "Operators give back part or all of a paid bill"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

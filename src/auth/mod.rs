@@ -68,7 +68,8 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// A caller with the operator role: 401 without a valid token, 403 for a driver.
+/// A caller with the operator role: 401 without a valid token, 403 for a driver or a guest
+/// (a guest token opens one reservation, never an operator's route).
 #[derive(Debug, Clone, Copy)]
 pub struct Operator(pub AuthUser);
 
@@ -76,6 +77,9 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if bearer_token(parts).is_some_and(|token| token.starts_with(token::GUEST_TOKEN_PREFIX)) {
+            return Err(AppError::Forbidden("operator"));
+        }
         let user = AuthUser::from_request_parts(parts, state).await?;
         match user.role {
             Role::Operator => Ok(Self(user)),

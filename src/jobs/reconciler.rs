@@ -1,6 +1,7 @@
 //! The reconciler: every `RECONCILE_INTERVAL_SECONDS` it finds, in PostgreSQL alone, the work
 //! that a lost or failed job left undone (reservations past their end, lapsed holds, charges
-//! stuck pending, unsent emails) and does it. Redis may lose every job; the system still
+//! stuck pending, unsent emails, refunds Stripe has not settled) and does it, and deletes
+//! quotes a day after they expired. Redis may lose every job; the system still
 //! converges. Every step is idempotent and locks its row, so several reconcilers (one per
 //! worker process) and the jobs themselves can overlap safely.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use crate::email::outbox;
 use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
+use crate::reservations::{quotes, refunds};
 use crate::state::AppState;
 
 /// Rows handled per kind of work and pass; a larger backlog takes several passes.
@@ -20,6 +22,8 @@ pub struct Reconciled {
     pub expired: usize,
     pub charges_tried: usize,
     pub emails_tried: usize,
+    pub refunds_tried: usize,
+    pub quotes_forgotten: u64,
 }
 
 impl Reconciled {
@@ -34,9 +38,14 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     let (ended, lapsed, charges) =
         crate::reservations::lifecycle::overdue(&mut conn, BATCH).await?;
     let emails = outbox::due(&mut conn, BATCH).await?;
+    let unsettled_refunds = refunds::unsettled(&mut conn, BATCH).await?;
+    let quotes_forgotten = quotes::forget_expired(&mut conn).await?;
     drop(conn);
 
-    let mut done = Reconciled::default();
+    let mut done = Reconciled {
+        quotes_forgotten,
+        ..Reconciled::default()
+    };
     for id in ended {
         if lifecycle::complete(state, id, None).await? == Due::Done {
             done.completed += 1;
@@ -62,6 +71,12 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         done.emails_tried += 1;
         if let Err(error) = crate::email::deliver(&state.db, &state.mailer, id).await {
             tracing::warn!(outbox.id = %id, error = format!("{error:#}"), "overdue email still failing");
+        }
+    }
+    for refund in unsettled_refunds {
+        done.refunds_tried += 1;
+        if let Err(error) = refunds::follow_up(state, &refund).await {
+            tracing::warn!(refund.id = %refund.id, error = format!("{error:#}"), "unsettled refund still failing");
         }
     }
     Ok(done)

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::error::AppError;
 use crate::money::Cents;
 use uuid::Uuid;
 
-pub use self::ids::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
+pub use self::ids::{CustomerId, PaymentIntentId, PaymentMethodId, RefundId, SetupIntentId};
 pub use self::stripe_gateway::StripeGateway;
 pub use self::webhook::{WebhookError, WebhookEvent, WebhookEventKind};
 
@@ -84,6 +85,19 @@ impl std::fmt::Debug for PaymentsConfig {
     }
 }
 
+/// Answers a failed Stripe call: 503 when trying again may work, 502 otherwise.
+pub fn payment_error(error: PaymentError) -> AppError {
+    tracing::warn!(%error, "Stripe call failed");
+    match error {
+        PaymentError::Unavailable(_) => AppError::ServiceUnavailable(
+            "the payment provider is unavailable; retry shortly".into(),
+        ),
+        PaymentError::Rejected { .. } | PaymentError::Unexpected(_) => {
+            AppError::BadGateway("the payment provider refused the request".into())
+        }
+    }
+}
+
 /// Everything Curbside asks of the payment provider. Object-safe, so the app holds an
 /// `Arc<dyn PaymentGateway>` and tests can put anything behind it.
 #[async_trait::async_trait]
@@ -110,6 +124,35 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// card offered for a bill is the payer's; `None` for a method that is no card.
     async fn card(&self, payment_method_id: &PaymentMethodId)
     -> Result<Option<Card>, PaymentError>;
+
+    /// The cards attached to the customer, newest first (Stripe's first 100).
+    async fn cards_of(&self, customer_id: &CustomerId) -> Result<Vec<Card>, PaymentError>;
+
+    /// The customer's default card (`invoice_settings.default_payment_method`), if any.
+    async fn default_card(
+        &self,
+        customer_id: &CustomerId,
+    ) -> Result<Option<PaymentMethodId>, PaymentError>;
+
+    /// Makes the card, which must be attached to the customer, its default.
+    async fn set_default_card(
+        &self,
+        customer_id: &CustomerId,
+        payment_method_id: &PaymentMethodId,
+    ) -> Result<(), PaymentError>;
+
+    /// Detaches the card from its customer: it can no longer be charged. A card that is
+    /// attached to nobody (detached before) is not an error.
+    async fn detach_card(&self, payment_method_id: &PaymentMethodId) -> Result<(), PaymentError>;
+
+    /// Refunds part or all of a succeeded PaymentIntent.
+    async fn create_refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError>;
+
+    /// The refunds of a PaymentIntent, newest first (Stripe's first 100).
+    async fn refunds_of(
+        &self,
+        payment_intent_id: &PaymentIntentId,
+    ) -> Result<Vec<Refund>, PaymentError>;
 
     /// Asks Stripe for a PaymentIntent (`None` if Stripe has no such object). Webhooks only
     /// name a PaymentIntent; its state is believed when Stripe itself reports it.
@@ -231,11 +274,68 @@ impl std::fmt::Debug for PaymentIntent {
 /// A saved card, as Stripe describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {
+    pub id: PaymentMethodId,
     /// `visa`, `mastercard`, …
     pub brand: String,
     pub last4: String,
+    /// 1 to 12.
+    pub exp_month: i16,
+    /// Four digits.
+    pub exp_year: i16,
     /// The customer it is attached to, if any.
     pub customer_id: Option<CustomerId>,
+}
+
+/// A refund of (part of) a paid bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub payment_intent_id: PaymentIntentId,
+    pub amount_cents: Cents,
+    /// Curbside's id of the refund, sent as `metadata[refund_id]`: Stripe's refunds lead back
+    /// to it, and events name it.
+    pub refund_id: Uuid,
+    pub reservation_id: Uuid,
+    /// The operator's words, sent as `metadata[reason]` (Stripe's own `reason` takes only a
+    /// few fixed words).
+    pub reason: String,
+    /// `refund:{refund_id}`: however often a refund is asked, Stripe makes it once.
+    pub idempotency_key: String,
+}
+
+/// What Curbside reads of a Stripe Refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: RefundId,
+    pub amount_cents: Cents,
+    /// `metadata[refund_id]`, as Curbside set it.
+    pub refund_id: Option<Uuid>,
+    pub status: RefundStatus,
+    /// Stripe's word when it failed (`expired_or_canceled_card`, …).
+    pub failure_reason: Option<String>,
+}
+
+/// Where a refund is: only `Succeeded` means the money went back; `Failed` and `Canceled`
+/// give the amount back to what can be refunded. Stored in `refunds.status` in these words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Also Stripe's `requires_action` (rare for cards) and any state newer than this code.
+    Pending,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RefundStatus {
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
+            _ => Self::Pending,
+        }
+    }
 }
 
 /// How an off-session charge ended.

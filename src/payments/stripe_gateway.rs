@@ -13,12 +13,16 @@ use secrecy::ExposeSecret;
 use stripe::{
     Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest as _,
 };
-use stripe_core::customer::CreateCustomer;
+use stripe_core::customer::{
+    CreateCustomer, ListPaymentMethodsCustomer, RetrieveCustomer, RetrieveCustomerReturned,
+    UpdateCustomer, UpdateCustomerInvoiceSettings,
+};
 use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentOffSession, RetrievePaymentIntent,
 };
+use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage, RetrieveSetupIntent};
-use stripe_payment::payment_method::RetrievePaymentMethod;
+use stripe_payment::payment_method::{DetachPaymentMethod, RetrievePaymentMethod};
 use stripe_shared::{
     ApiErrors, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentStatus,
     SetupIntentAllowedPaymentMethodTypes,
@@ -27,8 +31,8 @@ use stripe_shared::{
 use super::webhook::{self, WebhookError, WebhookEvent};
 use super::{
     Card, ChargeOutcome, ChargeRequest, CustomerId, PaymentError, PaymentGateway, PaymentIntent,
-    PaymentIntentId, PaymentMethodId, PaymentsConfig, SetupIntent, SetupIntentId,
-    SetupIntentStatus,
+    PaymentIntentId, PaymentMethodId, PaymentsConfig, Refund, RefundId, RefundRequest,
+    RefundStatus, SetupIntent, SetupIntentId, SetupIntentStatus,
 };
 use crate::money::Cents;
 
@@ -124,15 +128,108 @@ impl PaymentGateway for StripeGateway {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        let customer_id = method
-            .customer
-            .as_ref()
-            .map(|c| CustomerId::new(c.id().as_str()));
-        Ok(method.card.map(|card| Card {
-            brand: card.brand,
-            last4: card.last4,
-            customer_id,
-        }))
+        Ok(card_of(method))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer.id = %customer_id))]
+    async fn cards_of(&self, customer_id: &CustomerId) -> Result<Vec<Card>, PaymentError> {
+        let list = ListPaymentMethodsCustomer::new(customer_id.as_str())
+            .type_(stripe_core::customer::ListPaymentMethodsCustomerType::Card)
+            .limit(100)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(list.data.into_iter().filter_map(card_of).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(customer.id = %customer_id))]
+    async fn default_card(
+        &self,
+        customer_id: &CustomerId,
+    ) -> Result<Option<PaymentMethodId>, PaymentError> {
+        let customer = RetrieveCustomer::new(customer_id.as_str())
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        let RetrieveCustomerReturned::Customer(customer) = customer else {
+            return Ok(None);
+        };
+        Ok(customer
+            .invoice_settings
+            .and_then(|settings| settings.default_payment_method)
+            .map(|pm| PaymentMethodId::new(pm.id().as_str())))
+    }
+
+    #[tracing::instrument(skip_all, fields(customer.id = %customer_id))]
+    async fn set_default_card(
+        &self,
+        customer_id: &CustomerId,
+        payment_method_id: &PaymentMethodId,
+    ) -> Result<(), PaymentError> {
+        let mut settings = UpdateCustomerInvoiceSettings::new();
+        settings.default_payment_method = Some(payment_method_id.as_str().to_owned());
+        UpdateCustomer::new(customer_id.as_str())
+            .invoice_settings(settings)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_method.id = %payment_method_id))]
+    async fn detach_card(&self, payment_method_id: &PaymentMethodId) -> Result<(), PaymentError> {
+        match DetachPaymentMethod::new(payment_method_id.as_str())
+            .send(&self.client)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Stripe refuses to detach a card attached to nobody, in words only: detached
+            // before (by an earlier try whose answer was lost, or elsewhere) is done.
+            Err(StripeError::Stripe(error, 400)) => match self.card(payment_method_id).await? {
+                Some(card) if card.customer_id.is_some() => {
+                    Err(classify(StripeError::Stripe(error, 400)))
+                }
+                _ => Ok(()),
+            },
+            Err(error) => Err(classify(error)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(refund.id = %request.refund_id))]
+    async fn create_refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
+        let metadata = HashMap::from([
+            ("refund_id".to_owned(), request.refund_id.to_string()),
+            (
+                "reservation_id".to_owned(),
+                request.reservation_id.to_string(),
+            ),
+            ("reason".to_owned(), request.reason.clone()),
+        ]);
+        let refund = CreateRefund::new()
+            .payment_intent(request.payment_intent_id.as_str())
+            .amount(request.amount_cents.0)
+            .reason(stripe_core::refund::CreateRefundReason::RequestedByCustomer)
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&request.idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(refund_of(refund))
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_intent.id = %payment_intent_id))]
+    async fn refunds_of(
+        &self,
+        payment_intent_id: &PaymentIntentId,
+    ) -> Result<Vec<Refund>, PaymentError> {
+        let list = ListRefund::new()
+            .payment_intent(payment_intent_id.as_str())
+            .limit(100)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(list.data.into_iter().map(refund_of).collect())
     }
 
     #[tracing::instrument(skip_all, fields(payment_intent.id = %id))]
@@ -210,6 +307,34 @@ impl PaymentGateway for StripeGateway {
             self.webhook_secret.expose_secret(),
             chrono::Utc::now().timestamp(),
         )
+    }
+}
+
+/// The card of a payment method; `None` for a method of another kind.
+fn card_of(method: stripe_shared::PaymentMethod) -> Option<Card> {
+    let customer_id = method
+        .customer
+        .as_ref()
+        .map(|c| CustomerId::new(c.id().as_str()));
+    let card = method.card?;
+    Some(Card {
+        id: PaymentMethodId::new(method.id.as_str()),
+        brand: card.brand,
+        last4: card.last4,
+        exp_month: i16::try_from(card.exp_month).unwrap_or(0),
+        exp_year: i16::try_from(card.exp_year).unwrap_or(0),
+        customer_id,
+    })
+}
+
+fn refund_of(refund: stripe_shared::Refund) -> Refund {
+    let metadata = refund.metadata.unwrap_or_default();
+    Refund {
+        id: RefundId::new(refund.id.as_str()),
+        amount_cents: Cents(refund.amount),
+        refund_id: metadata.get("refund_id").and_then(|id| id.parse().ok()),
+        status: RefundStatus::parse(refund.status.as_deref().unwrap_or("pending")),
+        failure_reason: refund.failure_reason,
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::{PaymentIntentId, SetupIntentId};
+use super::{PaymentIntentId, PaymentMethodId, SetupIntentId};
 
 /// How old (or how far in the future) a signature's timestamp may be: Stripe's default,
 /// which bounds how long a captured request can be replayed.
@@ -58,6 +58,11 @@ pub enum WebhookEventKind {
     /// `payment_intent.succeeded` or `payment_intent.payment_failed`: this PaymentIntent has
     /// a result.
     PaymentIntentUpdated { payment_intent_id: PaymentIntentId },
+    /// `charge.refunded`, `charge.refund.updated`, `refund.updated` or `refund.failed`: a
+    /// refund of this PaymentIntent changed.
+    RefundsChanged { payment_intent_id: PaymentIntentId },
+    /// `payment_method.detached`: this card may have been removed outside Curbside.
+    CardDetached { payment_method_id: PaymentMethodId },
     /// Any other event type, which Curbside acknowledges and ignores.
     Other,
 }
@@ -184,6 +189,24 @@ fn parse_event(raw_body: &[u8]) -> Result<WebhookEvent, WebhookError> {
                 payment_intent_id: PaymentIntentId::new(object_id()?),
             }
         }
+        // A charge and a refund both name their PaymentIntent.
+        "charge.refunded" | "charge.refund.updated" | "refund.updated" | "refund.failed" => {
+            let payment_intent = event.data.object["payment_intent"]
+                .as_str()
+                .ok_or_else(|| {
+                    WebhookError::BadPayload("data.object.payment_intent is missing".into())
+                })?;
+            WebhookEventKind::RefundsChanged {
+                payment_intent_id: PaymentIntentId::new(stripe_token(
+                    payment_intent,
+                    "data.object.payment_intent",
+                    false,
+                )?),
+            }
+        }
+        "payment_method.detached" => WebhookEventKind::CardDetached {
+            payment_method_id: PaymentMethodId::new(object_id()?),
+        },
         _ => WebhookEventKind::Other,
     };
     Ok(WebhookEvent {
@@ -326,6 +349,35 @@ mod tests {
             failed.kind,
             WebhookEventKind::PaymentIntentUpdated {
                 payment_intent_id: PaymentIntentId::new("pi_2"),
+            }
+        );
+        let refunded = read(event(
+            "charge.refunded",
+            json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_3"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            refunded.kind,
+            WebhookEventKind::RefundsChanged {
+                payment_intent_id: PaymentIntentId::new("pi_3"),
+            }
+        );
+        assert!(matches!(
+            read(event(
+                "refund.failed",
+                json!({"id": "re_1", "payment_intent": "pi'; drop"})
+            )),
+            Err(WebhookError::BadPayload(_))
+        ));
+        let detached = read(event(
+            "payment_method.detached",
+            json!({"id": "pm_4", "customer": null}),
+        ))
+        .unwrap();
+        assert_eq!(
+            detached.kind,
+            WebhookEventKind::CardDetached {
+                payment_method_id: PaymentMethodId::new("pm_4"),
             }
         );
         let other = read(event("customer.created", json!({"id": "cus_1"}))).unwrap();

@@ -40,6 +40,8 @@ pub enum Action {
     Charge,
     /// Pay a bill whose charge failed with another card (or the same one again).
     RetryPayment,
+    /// Give back part or all of a paid bill (an operator).
+    Refund,
 }
 
 /// Why an action is refused now.
@@ -70,6 +72,11 @@ pub enum Refusal {
     PaymentNotFailed,
     #[error("{MAX_CHARGE_ATTEMPTS} cards were tried for this bill; contact support to pay it")]
     TooManyAttempts,
+    /// Only a paid bill is refunded.
+    #[error("the reservation's bill is not paid; nothing to refund")]
+    NotPaid,
+    #[error("everything paid for the reservation is refunded already")]
+    FullyRefunded,
 }
 
 impl Reservation {
@@ -113,6 +120,13 @@ impl Reservation {
                 Err(Refusal::TooManyAttempts)
             }
             (Action::RetryPayment, _) => Ok(()),
+            (Action::Refund, _) if self.payment_status != PaymentStatus::Paid => {
+                Err(Refusal::NotPaid)
+            }
+            (Action::Refund, _) if self.refunded_cents >= self.amount_cents => {
+                Err(Refusal::FullyRefunded)
+            }
+            (Action::Refund, _) => Ok(()),
             (
                 Action::Confirm | Action::End | Action::Cancel | Action::Expire | Action::Complete,
                 status @ (Held | Confirmed | Completed | Expired | Cancelled),
@@ -166,6 +180,7 @@ mod tests {
             card_last4: None,
             payment_error: None,
             charge_attempt: 1,
+            refunded_cents: crate::money::Cents::ZERO,
             created_at: at(-10),
             updated_at: at(-10),
         }
@@ -266,6 +281,12 @@ mod tests {
                 RetryPayment,
                 [Err(R::PaymentNotFailed); 4],
             ),
+            (Completed, P::Paid, Refund, [ok, ok, ok, ok]),
+            (Completed, P::ChargePending, Refund, [Err(R::NotPaid); 4]),
+            (Completed, P::Failed, Refund, [Err(R::NotPaid); 4]),
+            (Completed, P::RequiresAction, Refund, [Err(R::NotPaid); 4]),
+            (Confirmed, P::CardSaved, Refund, [Err(R::NotPaid); 4]),
+            (Held, P::SetupPending, Refund, [Err(R::NotPaid); 4]),
         ];
         let mut rows = table;
         for status in [Completed, Expired, Cancelled] {
@@ -280,6 +301,7 @@ mod tests {
                 RetryPayment,
                 [Err(R::PaymentNotFailed); 4],
             ));
+            rows.push((status, P::NotRequired, Refund, [Err(R::NotPaid); 4]));
         }
         for (status, payment_status, action, expected) in rows {
             let reservation = reservation(status, payment_status);
@@ -302,6 +324,18 @@ mod tests {
         assert_eq!(
             failed.check(Action::RetryPayment, at(70)),
             Err(Refusal::TooManyAttempts)
+        );
+    }
+
+    #[test]
+    fn a_bill_is_refunded_up_to_what_was_paid() {
+        let mut paid = reservation(Status::Completed, PaymentStatus::Paid);
+        paid.refunded_cents = crate::money::Cents(449);
+        assert_eq!(paid.check(Action::Refund, at(70)), Ok(()));
+        paid.refunded_cents = paid.amount_cents;
+        assert_eq!(
+            paid.check(Action::Refund, at(70)),
+            Err(Refusal::FullyRefunded)
         );
     }
 

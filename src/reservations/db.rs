@@ -15,7 +15,7 @@ use super::billing::Bill;
 use super::model::{PaymentStatus, Reservation, Scope, Status};
 use crate::error::{AppError, AppResult, ResultExt as _};
 use crate::money::Cents;
-use crate::payments::{CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
+use crate::payments::{Card, CustomerId, PaymentIntentId, PaymentMethodId, SetupIntentId};
 use crate::time_window::TimeWindow;
 
 /// `query_as!` for a [`Reservation`]: the SQL before its columns and the SQL after them.
@@ -32,8 +32,8 @@ macro_rules! query_reservation {
                       stripe_setup_intent_id as "stripe_setup_intent_id: SetupIntentId",
                       stripe_payment_method_id as "stripe_payment_method_id: PaymentMethodId",
                       stripe_payment_intent_id as "stripe_payment_intent_id: PaymentIntentId",
-                      card_brand, card_last4, payment_error, charge_attempt, created_at,
-                      updated_at "#
+                      card_brand, card_last4, payment_error, charge_attempt,
+                      refunded_cents as "refunded_cents: Cents", created_at, updated_at "#
                 + $after
             $(, $arg)*
         )
@@ -95,16 +95,31 @@ pub struct NewReservation<'a> {
     pub window: TimeWindow,
     pub rate_cents_per_hour: i32,
     pub bill: Bill,
+    /// When a hold lapses; unused for a booking with a saved card.
     pub hold_expires_at: DateTime<Utc>,
     pub guest_token_hash: Option<Vec<u8>>,
+    /// A saved card of the payer's customer: the booking is confirmed at once.
+    pub paid_with: Option<(&'a Card, &'a CustomerId)>,
 }
 
-/// Inserts a `held` reservation; an overlap with a live one is 409 `spot_unavailable`.
+/// Inserts the booking: `held` while its card is saved, or `confirmed` with a saved card.
+/// An overlap with a live one is 409 `spot_unavailable`.
 pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppResult<Reservation> {
+    let (status, payment_status, hold_expires_at) = match new.paid_with {
+        None => (
+            Status::Held,
+            PaymentStatus::SetupPending,
+            Some(new.hold_expires_at),
+        ),
+        Some(_) => (Status::Confirmed, PaymentStatus::CardSaved, None),
+    };
+    let (card, customer) = new.paid_with.unzip();
     query_reservation!(
         "insert into reservations (id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
-                                   rate_cents_per_hour, amount_cents, hold_expires_at, guest_token_hash)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                   rate_cents_per_hour, amount_cents, hold_expires_at, guest_token_hash,
+                                   status, payment_status, stripe_customer_id,
+                                   stripe_payment_method_id, card_brand, card_last4)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          returning",
         "",
         new.id,
@@ -116,8 +131,14 @@ pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppRes
         new.window.ends_at,
         new.rate_cents_per_hour,
         new.bill.amount_cents as Cents,
-        new.hold_expires_at,
+        hold_expires_at,
         new.guest_token_hash.as_deref(),
+        status as Status,
+        payment_status as PaymentStatus,
+        customer as Option<&CustomerId>,
+        card.map(|card| &card.id) as Option<&PaymentMethodId>,
+        card.map(|card| card.brand.as_str()),
+        card.map(|card| card.last4.as_str()),
     )
     .fetch_one(conn)
     .await
@@ -297,32 +318,19 @@ pub async fn list(
     }
 }
 
-pub async fn user_customer_id(
+/// A driver's email and Stripe customer (if any yet), for a booking.
+pub async fn account_payer(
     conn: &mut PgConnection,
     user_id: Uuid,
-) -> sqlx::Result<Option<CustomerId>> {
-    sqlx::query_scalar!(
-        r#"select stripe_customer_id as "stripe_customer_id: CustomerId" from users where id = $1"#,
+) -> sqlx::Result<Option<(String, Option<CustomerId>)>> {
+    let row = sqlx::query!(
+        r#"select email, stripe_customer_id as "stripe_customer_id: CustomerId"
+           from users where id = $1"#,
         user_id
     )
-    .fetch_one(conn)
-    .await
-}
-
-/// Keeps the first customer recorded for the user; returns the one that is kept.
-pub async fn set_user_customer_id(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    customer_id: &CustomerId,
-) -> sqlx::Result<CustomerId> {
-    sqlx::query_scalar!(
-        r#"update users set stripe_customer_id = coalesce(stripe_customer_id, $2) where id = $1
-           returning stripe_customer_id as "stripe_customer_id!: CustomerId""#,
-        user_id,
-        customer_id as &CustomerId,
-    )
-    .fetch_one(conn)
-    .await
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| (row.email, row.stripe_customer_id)))
 }
 
 /// Whether a webhook event id was handled before.

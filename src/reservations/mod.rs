@@ -12,8 +12,10 @@ pub mod lifecycle;
 pub mod model;
 pub mod notices;
 mod payment;
+pub mod quotes;
 mod receipt;
 mod recovery;
+pub mod refunds;
 mod routes;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -23,7 +25,7 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(routes::quote))
+        .routes(routes!(quotes::quote))
         .routes(routes!(routes::book, routes::list))
         .routes(routes!(routes::show, routes::change))
         .routes(routes!(routes::confirm))
@@ -32,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(recovery::show_payment))
         .routes(routes!(recovery::retry_payment))
         .routes(routes!(receipt::show_receipt))
+        .routes(routes!(refunds::refund))
         .routes(routes!(guest_access::request_access))
         .routes(routes!(guest_access::exchange_access_code))
 }

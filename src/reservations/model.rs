@@ -14,7 +14,7 @@ use crate::time_window::{TimeWindow, bounded, to_stored_precision};
 /// How far ahead a booking may start.
 pub const MAX_DAYS_AHEAD: i64 = 30;
 /// A start this far in the past is taken as "now" (clocks differ); earlier is refused.
-const START_GRACE: Duration = Duration::seconds(60);
+pub const START_GRACE: Duration = Duration::seconds(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -145,6 +145,8 @@ pub struct Reservation {
     /// The attempt at the final charge that is made next, or was made last: 1, then one
     /// more for each card the driver gives after a failure.
     pub charge_attempt: i32,
+    /// What refunds give back (pending or succeeded ones); at most `amount_cents`.
+    pub refunded_cents: Cents,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -182,6 +184,8 @@ pub struct ReservationView {
     /// Why the final charge failed, when it did.
     #[schema(required = true)]
     pub payment_error: Option<String>,
+    /// Given back by refunds (pending or succeeded), out of `amount_cents`.
+    pub refunded_cents: Cents,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -210,6 +214,7 @@ impl From<&Reservation> for ReservationView {
             card_brand: r.card_brand.clone(),
             card_last4: r.card_last4.clone(),
             payment_error: r.payment_error.clone(),
+            refunded_cents: r.refunded_cents,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -320,9 +325,18 @@ pub struct QuoteRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Quote {
+    /// Book with it (`POST /v1/reservations` with `quote_id`) to get this price.
+    pub quote_id: Uuid,
+    /// The quote binds until then: `QUOTE_VALIDITY_MINUTES` after it was made, and for a
+    /// window with a fixed start at most a minute after that start.
+    pub expires_at: DateTime<Utc>,
     pub spot_id: Uuid,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    /// A quote for `duration_minutes` from now (no `starts_at`): a booking with it starts
+    /// when it is made and lasts as long, for the same amount. Otherwise the booking gets
+    /// exactly `starts_at`–`ends_at`.
+    pub starts_on_booking: bool,
     #[serde(flatten)]
     pub bill: Bill,
     #[schema(example = "usd")]
@@ -355,6 +369,14 @@ pub struct BookingRequest {
         pattern = r"^[A-Za-z0-9 -]*[A-Za-z0-9-][A-Za-z0-9 -]*$"
     )]
     pub vehicle_plate: Option<String>,
+    /// A quote of this spot (`POST /v1/quotes`): the booking gets its window, rate and
+    /// amount. The window fields may then be left out; any that are given must be the
+    /// quote's.
+    pub quote_id: Option<Uuid>,
+    /// A card saved on the signed-in driver's account (`GET /v1/me/payment-methods`): the
+    /// booking is confirmed at once and its final bill charged to this card. Not for guests.
+    #[schema(max_length = 255, pattern = r"^pm_[A-Za-z0-9_]*$")]
+    pub payment_method_id: Option<String>,
 }
 
 /// A licence plate: letters, digits, spaces and dashes, up to 16, stored uppercase.
@@ -409,7 +431,9 @@ pub struct PaymentSetup {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Booking {
     pub reservation: ReservationView,
-    pub payment: PaymentSetup,
+    /// How to save the card; null for a booking made with a saved card (confirmed already).
+    #[schema(required = true)]
+    pub payment: Option<PaymentSetup>,
     /// Guests only, shown once: send as `Authorization: Bearer <guest_token>` to see or
     /// change this reservation.
     #[serde(skip_serializing_if = "Option::is_none")]

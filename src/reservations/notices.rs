@@ -27,6 +27,10 @@ pub enum Notice {
         reason: String,
         requires_action: bool,
     },
+    /// An operator's refund of this amount went through.
+    Refunded {
+        amount: Cents,
+    },
 }
 
 impl Notice {
@@ -39,6 +43,7 @@ impl Notice {
             Self::Cancelled => "cancelled",
             Self::HoldExpired => "hold_expired",
             Self::PaymentFailed { .. } => "payment_failed",
+            Self::Refunded { .. } => "refunded",
         }
     }
 }
@@ -178,6 +183,18 @@ pub fn compose(
                 ),
             )
         }
+        Notice::Refunded { amount } => (
+            format!("Your parking refund: {}", amount.dollars()),
+            format!(
+                "We have refunded {} of your parking payment.\n\n{window}\nPaid:     {}\n\
+                 Refunded: {} in all\n\nThe money goes back to the card you paid with; banks \
+                 take 5 to 10 business days to show it.\n\nReceipt: {}",
+                amount.dollars(),
+                reservation.amount_cents.dollars(),
+                reservation.refunded_cents.dollars(),
+                links.receipt(reservation.id)
+            ),
+        ),
     };
     (subject, format!("{text}\n\n{reference}\n"))
 }
@@ -195,8 +212,13 @@ pub fn receipt_lines(reservation: &Reservation) -> String {
             _ => "Charged to the card on file.".to_owned(),
         }
     };
+    let refunded = if reservation.refunded_cents > Cents::ZERO {
+        format!("\nRefunded: {}", reservation.refunded_cents.dollars())
+    } else {
+        String::new()
+    };
     format!(
-        "Minutes: {minutes}\nRate:    {}/hour\nAmount:  {}\n\n{paid}",
+        "Minutes: {minutes}\nRate:    {}/hour\nAmount:  {}{refunded}\n\n{paid}",
         Cents(reservation.rate_cents_per_hour.into()).dollars(),
         reservation.amount_cents.dollars()
     )

@@ -21,27 +21,16 @@ use super::db;
 use super::lifecycle;
 use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{self, Notice};
+use super::refunds::{self, Verdict};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
 use crate::links::AppLinks;
 use crate::payments::{
     ChargeOutcome, CustomerId, PaymentError, PaymentMethodId, SetupIntentStatus, WebhookError,
-    WebhookEventKind,
+    WebhookEventKind, payment_error,
 };
 use crate::state::AppState;
-
-/// Answers a failed Stripe call: 503 when trying again may work, 502 otherwise.
-pub(super) fn payment_error(error: PaymentError) -> AppError {
-    tracing::warn!(%error, "Stripe call failed");
-    match error {
-        PaymentError::Unavailable(_) => AppError::ServiceUnavailable(
-            "the payment provider is unavailable; retry shortly".into(),
-        ),
-        PaymentError::Rejected { .. } | PaymentError::Unexpected(_) => {
-            AppError::BadGateway("the payment provider refused the request".into())
-        }
-    }
-}
+use crate::wallet;
 
 /// Creates (or reuses) the Stripe customer and a SetupIntent for the reservation; returns
 /// the client secret for Stripe.js.
@@ -78,7 +67,8 @@ pub async fn start_card_setup(
 
 /// A driver's one Stripe customer, created at the first booking.
 async fn account_customer(state: &AppState, user: &AuthUser, email: &str) -> AppResult<CustomerId> {
-    if let Some(id) = db::user_customer_id(&mut *state.db.acquire().await?, user.user_id).await? {
+    if let Some(id) = wallet::db::customer_of(&mut *state.db.acquire().await?, user.user_id).await?
+    {
         return Ok(id);
     }
     let created = state
@@ -87,7 +77,7 @@ async fn account_customer(state: &AppState, user: &AuthUser, email: &str) -> App
         .await
         .map_err(payment_error)?;
     let kept =
-        db::set_user_customer_id(&mut *state.db.acquire().await?, user.user_id, &created).await?;
+        wallet::db::keep_customer(&mut *state.db.acquire().await?, user.user_id, &created).await?;
     Ok(kept)
 }
 
@@ -240,22 +230,43 @@ pub async fn stripe_webhook(
             reservation,
             payment_method,
         }) => match confirm_in(&mut tx, &state.links, &reservation, &payment_method).await? {
-            Confirmation::Now(confirmed) => Some(confirmed),
-            Confirmation::Already(_) | Confirmation::Refused(_) => None,
+            Confirmation::Now(confirmed) => vec![confirmed],
+            Confirmation::Already(_) | Confirmation::Refused(_) => Vec::new(),
         },
         Some(Effect::Settle {
             reservation_id,
             outcome,
-        }) => lifecycle::settle_in(&mut tx, &state.links, reservation_id, &outcome).await?,
+        }) => lifecycle::settle_in(&mut tx, &state.links, reservation_id, &outcome)
+            .await?
+            .into_iter()
+            .collect(),
         Some(Effect::Retry {
             reservation_id,
             payment_method,
-        }) => charges::start_attempt_in(&mut tx, reservation_id, &payment_method, None).await?,
-        None => None,
+        }) => charges::start_attempt_in(&mut tx, reservation_id, &payment_method, None)
+            .await?
+            .into_iter()
+            .collect(),
+        Some(Effect::SettleRefunds(verdicts)) => {
+            let mut settled = Vec::new();
+            for verdict in &verdicts {
+                if let Some((_, reservation)) =
+                    refunds::settle_in(&mut tx, &state.links, verdict).await?
+                {
+                    settled.push(reservation);
+                }
+            }
+            settled
+        }
+        Some(Effect::ForgetCard(payment_method)) => {
+            wallet::db::mark_removed(&mut tx, &payment_method).await?;
+            Vec::new()
+        }
+        None => Vec::new(),
     };
     tx.commit().await?;
-    if let Some(changed) = changed {
-        lifecycle::schedule_follow_up(&state, &changed).await;
+    for changed in &changed {
+        lifecycle::schedule_follow_up(&state, changed).await;
     }
     Ok(axum::Json(WebhookAck {
         received: true,
@@ -280,6 +291,10 @@ enum Effect {
         reservation_id: Uuid,
         outcome: ChargeOutcome,
     },
+    /// Stripe's word on refunds of ours.
+    SettleRefunds(Vec<Verdict>),
+    /// Stripe reports the card attached to nobody (detached outside Curbside).
+    ForgetCard(PaymentMethodId),
 }
 
 /// Asks Stripe about the event's object (outside any transaction). `None` when the event
@@ -332,6 +347,26 @@ async fn effect_of(state: &AppState, kind: &WebhookEventKind) -> AppResult<Optio
                 reservation_id,
                 outcome: intent.outcome,
             }))
+        }
+        WebhookEventKind::RefundsChanged { payment_intent_id } => {
+            let verdicts: Vec<Verdict> = state
+                .payments
+                .refunds_of(payment_intent_id)
+                .await
+                .map_err(payment_error)?
+                .iter()
+                .filter_map(Verdict::of)
+                .collect();
+            Ok((!verdicts.is_empty()).then_some(Effect::SettleRefunds(verdicts)))
+        }
+        WebhookEventKind::CardDetached { payment_method_id } => {
+            match state.payments.card(payment_method_id).await {
+                Ok(Some(card)) if card.customer_id.is_some() => Ok(None),
+                Ok(_) | Err(PaymentError::Rejected { status: 404, .. }) => {
+                    Ok(Some(Effect::ForgetCard(payment_method_id.clone())))
+                }
+                Err(error) => Err(payment_error(error)),
+            }
         }
         WebhookEventKind::Other => Ok(None),
     }

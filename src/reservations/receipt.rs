@@ -18,9 +18,11 @@ use super::charges;
 use super::db;
 use super::model::{PaymentStatus, Reservation, Status};
 use super::notices::{Place, receipt_lines};
+use super::refunds::{self, StoredRefund};
 use crate::error::{AppError, AppResult};
 use crate::extract::Path;
 use crate::money::Cents;
+use crate::payments::RefundStatus;
 use crate::spots;
 use crate::state::AppState;
 
@@ -56,6 +58,17 @@ pub struct Receipt {
     /// (`succeeded`, `requires_action`, `failed`, `processing`); null when nothing was owed.
     #[schema(required = true)]
     pub payment_intent: Option<ReceiptPaymentIntent>,
+    /// Given back by refunds that are pending or succeeded.
+    pub refunded_cents: Cents,
+    /// Every refund, oldest first, failed ones included.
+    pub refunds: Vec<ReceiptRefund>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptRefund {
+    pub amount_cents: Cents,
+    pub status: RefundStatus,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -119,7 +132,8 @@ pub async fn show_receipt(
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a reservation's spot is gone")))?;
     let latest = charges::latest_attempt(&mut conn, id).await?;
-    let receipt = receipt(&reservation, spot, latest);
+    let refunds = refunds::of_reservation(&mut conn, id).await?;
+    let receipt = receipt(&reservation, spot, latest, &refunds);
     if wants_html(&headers) {
         return Ok(Html(page(&receipt, &reservation)).into_response());
     }
@@ -149,6 +163,7 @@ fn receipt(
     reservation: &Reservation,
     spot: spots::model::Spot,
     latest: Option<(String, String)>,
+    refunds: &[StoredRefund],
 ) -> Receipt {
     let owed = reservation.amount_cents > Cents::ZERO;
     Receipt {
@@ -180,6 +195,15 @@ fn receipt(
         payment_intent: latest
             .filter(|_| owed)
             .map(|(id, status)| ReceiptPaymentIntent { id, status }),
+        refunded_cents: reservation.refunded_cents,
+        refunds: refunds
+            .iter()
+            .map(|refund| ReceiptRefund {
+                amount_cents: refund.amount_cents,
+                status: refund.status,
+                created_at: refund.created_at,
+            })
+            .collect(),
     }
 }
 

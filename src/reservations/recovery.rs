@@ -27,15 +27,13 @@ use super::charges;
 use super::db;
 use super::lifecycle::{self, ChargeAttempt};
 use super::model::{PaymentStatus, Reservation, Status};
-use super::payment::{self, payment_error};
+use super::payment;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
 use crate::money::Cents;
-use crate::payments::{Card, PaymentError, PaymentMethodId, SetupIntentStatus};
+use crate::payments::{Card, PaymentMethodId, SetupIntentStatus, payment_error};
 use crate::state::AppState;
-
-/// A payment method id as Stripe writes them (`pm_…`), within Stripe's length.
-const PAYMENT_METHOD_ID_MAX_LENGTH: usize = 255;
+use crate::wallet;
 
 /// The payment of a reservation and what to do next.
 #[derive(Debug, Serialize, ToSchema)]
@@ -161,8 +159,7 @@ pub async fn retry_payment(
     match body.payment_method_id {
         Some(payment_method_id) => {
             let card = payers_card(&state, &reservation, &payment_method_id).await?;
-            let payment_method_id = PaymentMethodId::new(payment_method_id);
-            let started = start_attempt(&state, id, &payment_method_id, Some(&card))
+            let started = start_attempt(&state, id, &card.id, Some(&card))
                 .await?
                 .ok_or(super::actions::Refusal::PaymentNotFailed)?;
             charge_now(&state, &started).await;
@@ -309,30 +306,19 @@ async fn payers_card(
             "is not a card saved for this reservation's payer",
         )
     };
-    let well_formed = payment_method_id.starts_with("pm_")
-        && payment_method_id.len() <= PAYMENT_METHOD_ID_MAX_LENGTH
-        && payment_method_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !well_formed {
-        return Err(AppError::validation(
+    let payment_method_id = PaymentMethodId::parse(payment_method_id).ok_or_else(|| {
+        AppError::validation(
             "payment_method_id",
             "must be a Stripe payment method id (pm_…)",
-        ));
-    }
-    let card = match state
-        .payments
-        .card(&PaymentMethodId::new(payment_method_id))
-        .await
-    {
-        Ok(card) => card,
-        Err(PaymentError::Rejected { status: 404, .. }) => None,
-        Err(error) => return Err(payment_error(error)),
-    };
-    card.filter(|card| {
-        card.customer_id.is_some() && card.customer_id == reservation.stripe_customer_id
-    })
-    .ok_or_else(not_theirs)
+        )
+    })?;
+    let customer = reservation
+        .stripe_customer_id
+        .as_ref()
+        .ok_or_else(not_theirs)?;
+    wallet::card_of_customer(state, customer, &payment_method_id)
+        .await?
+        .ok_or_else(not_theirs)
 }
 
 /// Starts a SetupIntent for another card (the same one again if asked twice for one

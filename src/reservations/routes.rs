@@ -11,80 +11,40 @@ use super::billing::bill;
 use super::charges;
 use super::db::{self, NewReservation};
 use super::model::{
-    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Plate, Quote, QuoteRequest,
-    Reservation, ReservationView, Scope,
+    Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Plate, Reservation,
+    ReservationView, Scope, Status,
 };
 use super::notices::{self, Notice};
+use super::quotes::{self, Terms};
 use super::{lifecycle, payment};
 use crate::auth::token::new_guest_token;
-use crate::auth::{self, AuthUser, model::Email};
+use crate::auth::{AuthUser, model::Email};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{self, Page, decode_cursor, encode_cursor};
+use crate::payments::{CustomerId, PaymentMethodId};
 use crate::spots;
 use crate::spots::model::Spot;
 use crate::state::AppState;
 use crate::time_window::to_stored_precision;
+use crate::wallet;
 
 fn no_such_reservation() -> AppError {
     AppError::NotFound("no such reservation".into())
 }
 
-/// The spot, if it exists and can be booked.
-async fn bookable_spot(state: &AppState, spot_id: Uuid) -> AppResult<Spot> {
-    let spot = spots::db::find(&mut *state.db.acquire().await?, spot_id)
-        .await?
-        .ok_or_else(|| AppError::validation("spot_id", "no such spot"))?;
-    if !spot.active {
-        return Err(AppError::conflict(
-            "spot_unavailable",
-            "the spot is not in service",
-        ));
-    }
-    Ok(spot)
-}
-
-/// What a window on a spot would cost, computed by the function the final bill uses.
-#[utoipa::path(
-    post, path = "/v1/quotes", tag = "reservations",
-    request_body = QuoteRequest,
-    responses(
-        (status = 200, description = "The price", body = Quote),
-        (status = 409, description = "`spot_unavailable`: the spot is out of service"),
-        (status = 422, description = "`validation_failed`: an unknown spot, or a window the booking rules refuse; `errors` names each field"),
-    )
-)]
-pub async fn quote(
-    State(state): State<AppState>,
-    Json(body): Json<QuoteRequest>,
-) -> AppResult<axum::Json<Quote>> {
-    let spot = bookable_spot(&state, body.spot_id).await?;
-    let window = body.window().booking_window(
-        Utc::now(),
-        state.config.min_reservation_minutes,
-        spot.max_stay_minutes,
-    )?;
-    Ok(axum::Json(Quote {
-        spot_id: spot.id,
-        starts_at: window.starts_at,
-        ends_at: window.ends_at,
-        bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
-        currency: spot.currency,
-        rate_cents_per_hour: spot.rate_cents_per_hour,
-    }))
-}
-
-/// Hold a spot and start saving a card. The hold lapses after `HOLD_MINUTES` unless the
-/// card is saved (`POST …/confirm`, or Stripe's webhook).
+/// Book a spot. With `payment_method_id` (a signed-in driver's saved card) the booking is
+/// confirmed at once; otherwise it holds the spot for `HOLD_MINUTES` while the card is
+/// saved (`POST …/confirm`, or Stripe's webhook).
 #[utoipa::path(
     post, path = "/v1/reservations", tag = "reservations",
     // A guest books without credentials; a driver's token makes it theirs.
     security((), ("bearer" = [])),
     request_body = BookingRequest,
     responses(
-        (status = 201, description = "Held; save the card with `payment.client_secret`", body = Booking),
-        (status = 409, description = "`spot_unavailable`: out of service, or taken for part of the window; `unpaid_balance`: a bill of this email address (or account) failed or awaits authentication, `reservation_id` names it"),
-        (status = 422, description = "`validation_failed`: an unknown spot, a window the booking rules refuse, no email for a guest, or an invalid email or plate; `errors` names each field"),
+        (status = 201, description = "Held (save the card with `payment.client_secret`), or confirmed with the saved card (`payment` null)", body = Booking),
+        (status = 409, description = "`spot_unavailable`: out of service, or taken for part of the window; `unpaid_balance`: a bill of this email address (or account) failed or awaits authentication, `reservation_id` names it; `quote_mismatch`: the quote is for another spot or window; `quote_expired`; `quote_used`: the quote booked already"),
+        (status = 422, description = "`validation_failed`: an unknown spot or quote, a window the booking rules refuse, no email for a guest, an invalid email or plate, a saved card for a guest, or a card that is not the driver's or has expired; `errors` names each field"),
         (status = 502, description = "`bad_gateway`: Stripe refused the card setup; nothing was booked"),
     )
 )]
@@ -95,46 +55,35 @@ pub async fn book(
     Json(body): Json<BookingRequest>,
 ) -> AppResult<(StatusCode, axum::Json<Booking>)> {
     let now = Utc::now();
-    let mut errors = Vec::new();
-    let plate = body
-        .vehicle_plate
-        .as_deref()
-        .map(Plate::parse)
-        .transpose()
-        .map_err(|e| errors.push(e))
-        .ok()
-        .flatten();
-    let guest_email = match (&user, body.email.as_deref()) {
-        (Some(_), _) => None,
-        (None, Some(raw)) => Email::parse(raw).map_err(|e| errors.push(e)).ok(),
-        (None, None) => {
-            errors.push(FieldError::new(
-                "email",
-                "is required when booking as a guest",
-            ));
-            None
-        }
+    let fields = BookingFields::parse(&body, user.as_ref())?;
+    let spot = quotes::bookable_spot(&state, body.spot_id).await?;
+    let terms = booking_terms(&state, &body, &spot, now).await?;
+    let payer = match (user, fields.guest_email) {
+        (Some(user), _) => account_payer(&state, &user).await?,
+        (None, guest_email) => Payer {
+            email: guest_email
+                .map(|email| email.as_str().to_owned())
+                .ok_or_else(|| AppError::validation("email", GUEST_EMAIL_REQUIRED))?,
+            customer: None,
+        },
     };
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
-    let spot = bookable_spot(&state, body.spot_id).await?;
-    let window = body.window().booking_window(
-        now,
-        state.config.min_reservation_minutes,
-        spot.max_stay_minutes,
-    )?;
-    let email = match (&user, guest_email) {
-        (Some(user), _) => account_email(&state, user).await?,
-        (None, guest_email) => guest_email
-            .map(|email| email.as_str().to_owned())
-            .ok_or_else(|| AppError::validation("email", "is required when booking as a guest"))?,
-    };
-    if let Some(reservation_id) =
-        charges::unpaid_by(&state.db, &email, user.map(|u| u.user_id)).await?
-    {
+    let user_id = user.map(|u| u.user_id);
+    if let Some(reservation_id) = charges::unpaid_by(&state.db, &payer.email, user_id).await? {
         return Err(AppError::UnpaidBalance { reservation_id });
     }
+    let card = match (user_id, &fields.payment_method) {
+        (Some(user_id), Some(payment_method)) => Some(
+            wallet::usable_card(
+                &state,
+                user_id,
+                payer.customer.as_ref(),
+                payment_method,
+                now,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let (guest_token, guest_token_hash) = match user {
         Some(_) => (None, None),
         None => {
@@ -142,58 +91,182 @@ pub async fn book(
             (Some(token), Some(hash))
         }
     };
-    let reservation = hold_spot(
-        &state,
-        &NewReservation {
-            id: Uuid::now_v7(),
-            spot_id: spot.id,
-            user_id: user.map(|u| u.user_id),
-            email: &email,
-            vehicle_plate: plate.as_ref().map(Plate::as_str),
-            window,
-            rate_cents_per_hour: spot.rate_cents_per_hour,
-            bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
-            hold_expires_at: now + state.config.hold_length(),
-            guest_token_hash,
-        },
-    )
-    .await?;
-    tracing::info!(reservation.id = %reservation.id, "spot held");
-
-    let client_secret = match payment::start_card_setup(&state, &reservation, user.as_ref()).await {
-        Ok(client_secret) => client_secret,
-        Err(error) => {
-            // Nothing was promised yet: free the spot so the client can simply retry.
-            db::discard_unstarted(&mut *state.db.acquire().await?, reservation.id).await?;
-            return Err(error);
+    let new = NewReservation {
+        id: Uuid::now_v7(),
+        spot_id: spot.id,
+        user_id,
+        email: &payer.email,
+        vehicle_plate: fields.plate.as_ref().map(Plate::as_str),
+        window: terms.window,
+        rate_cents_per_hour: terms.rate_cents_per_hour,
+        bill: terms.bill,
+        hold_expires_at: now + state.config.hold_length(),
+        guest_token_hash,
+        paid_with: card.as_ref().zip(payer.customer.as_ref()),
+    };
+    let reservation = hold_spot(&state, &new, body.quote_id).await?;
+    let payment = match card {
+        Some(_) => {
+            tracing::info!(reservation.id = %reservation.id, "booked with a saved card");
+            None
+        }
+        None => {
+            tracing::info!(reservation.id = %reservation.id, "spot held");
+            Some(card_setup(&state, &reservation, user.as_ref()).await?)
         }
     };
     Ok((
         StatusCode::CREATED,
         axum::Json(Booking {
             reservation: ReservationView::from(&reservation),
-            payment: PaymentSetup { client_secret },
+            payment,
             guest_token,
         }),
     ))
 }
 
-async fn account_email(state: &AppState, user: &AuthUser) -> AppResult<String> {
-    let account = auth::db::find_by_id(&mut *state.db.acquire().await?, user.user_id)
-        .await?
-        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
-    Ok(account.email)
+const GUEST_EMAIL_REQUIRED: &str = "is required when booking as a guest";
+
+/// The fields of a booking that need checking beyond their types, every bad one named.
+struct BookingFields {
+    plate: Option<Plate>,
+    guest_email: Option<Email>,
+    payment_method: Option<PaymentMethodId>,
 }
 
-/// Inserts the hold after expiring lapsed holds in its way, in one transaction.
-async fn hold_spot(state: &AppState, new: &NewReservation<'_>) -> AppResult<Reservation> {
+impl BookingFields {
+    fn parse(body: &BookingRequest, user: Option<&AuthUser>) -> AppResult<Self> {
+        let mut errors = Vec::new();
+        let plate = body
+            .vehicle_plate
+            .as_deref()
+            .map(Plate::parse)
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten();
+        let guest_email = match (user, body.email.as_deref()) {
+            (Some(_), _) => None,
+            (None, Some(raw)) => Email::parse(raw).map_err(|e| errors.push(e)).ok(),
+            (None, None) => {
+                errors.push(FieldError::new("email", GUEST_EMAIL_REQUIRED));
+                None
+            }
+        };
+        let payment_method = match (user, body.payment_method_id.as_deref()) {
+            (_, None) => None,
+            (None, Some(_)) => {
+                errors.push(FieldError::new(
+                    "payment_method_id",
+                    "saved cards are for signed-in drivers; a guest saves a card with each booking",
+                ));
+                None
+            }
+            (Some(_), Some(raw)) => PaymentMethodId::parse(raw).or_else(|| {
+                errors.push(FieldError::new(
+                    "payment_method_id",
+                    "must be a Stripe payment method id (pm_…)",
+                ));
+                None
+            }),
+        };
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        Ok(Self {
+            plate,
+            guest_email,
+            payment_method,
+        })
+    }
+}
+
+/// The window, rate and bill: the quote's if one is named, else the spot's rate now.
+async fn booking_terms(
+    state: &AppState,
+    body: &BookingRequest,
+    spot: &Spot,
+    now: DateTime<Utc>,
+) -> AppResult<Terms> {
+    if let Some(quote_id) = body.quote_id {
+        return quotes::terms(
+            &mut *state.db.acquire().await?,
+            quote_id,
+            spot.id,
+            &body.window(),
+            now,
+        )
+        .await;
+    }
+    let window = body.window().booking_window(
+        now,
+        state.config.min_reservation_minutes,
+        spot.max_stay_minutes,
+    )?;
+    Ok(Terms {
+        window,
+        rate_cents_per_hour: spot.rate_cents_per_hour,
+        bill: bill(window.starts_at, window.ends_at, spot.rate_cents_per_hour),
+    })
+}
+
+/// Who pays: the address receipts go to, and the Stripe customer if there is one yet.
+struct Payer {
+    email: String,
+    customer: Option<CustomerId>,
+}
+
+async fn account_payer(state: &AppState, user: &AuthUser) -> AppResult<Payer> {
+    let (email, customer) = db::account_payer(&mut *state.db.acquire().await?, user.user_id)
+        .await?
+        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+    Ok(Payer { email, customer })
+}
+
+/// Starts saving the card of a held booking; if that fails, nothing was promised yet, so
+/// the spot is freed (and its quote with it) and the client can simply retry.
+async fn card_setup(
+    state: &AppState,
+    reservation: &Reservation,
+    user: Option<&AuthUser>,
+) -> AppResult<PaymentSetup> {
+    match payment::start_card_setup(state, reservation, user).await {
+        Ok(client_secret) => Ok(PaymentSetup { client_secret }),
+        Err(error) => {
+            db::discard_unstarted(&mut *state.db.acquire().await?, reservation.id).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Inserts the booking after expiring lapsed holds in its way, in one transaction; with a
+/// saved card the card is held against its removal, and with a quote the quote is used up.
+async fn hold_spot(
+    state: &AppState,
+    new: &NewReservation<'_>,
+    quote_id: Option<Uuid>,
+) -> AppResult<Reservation> {
     let mut tx = state.db.begin().await?;
     db::lock_spot(&mut tx, new.spot_id).await?;
     let expired = db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
     for lapsed in &expired {
         notices::write(&mut tx, &state.links, lapsed, &Notice::HoldExpired).await?;
     }
+    if let (Some(user_id), Some((card, _))) = (new.user_id, new.paid_with)
+        && !wallet::db::hold_for_booking(&mut tx, user_id, &card.id).await?
+    {
+        return Err(AppError::validation(
+            "payment_method_id",
+            "the card was removed from your account",
+        ));
+    }
     let reservation = db::insert(&mut tx, new).await?;
+    if let Some(quote_id) = quote_id {
+        quotes::take(&mut tx, quote_id, reservation.id).await?;
+    }
+    if reservation.status == Status::Confirmed {
+        notices::write(&mut tx, &state.links, &reservation, &Notice::Confirmed).await?;
+    }
     tx.commit().await?;
     for lapsed in &expired {
         lifecycle::schedule_follow_up(state, lapsed).await;
