@@ -12,6 +12,7 @@ use crate::email::outbox::{self, NewEmail};
 use crate::links::AppLinks;
 use crate::money::Cents;
 use crate::spots;
+use crate::spots::model::Spot;
 
 /// What happened to a reservation, worth telling its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +60,18 @@ pub async fn write(
     let spot = spots::db::find(&mut *conn, reservation.spot_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    let place = Place {
-        meter_number: spot.meter_number,
-        street: spot.street,
-        borough: spot.borough,
-    };
-    let (subject, body) = compose(notice, reservation, &place, links);
+    write_at(conn, links, reservation, &Place::of(&spot), notice).await
+}
+
+/// [`write`] for a caller that has the spot at hand (a booking): one query fewer.
+pub async fn write_at(
+    conn: &mut PgConnection,
+    links: &AppLinks,
+    reservation: &Reservation,
+    place: &Place,
+    notice: &Notice,
+) -> sqlx::Result<Uuid> {
+    let (subject, body) = compose(notice, reservation, place, links);
     outbox::insert(
         conn,
         &NewEmail {
@@ -83,6 +90,16 @@ pub struct Place {
     pub meter_number: String,
     pub street: Option<String>,
     pub borough: String,
+}
+
+impl Place {
+    pub fn of(spot: &Spot) -> Self {
+        Self {
+            meter_number: spot.meter_number.clone(),
+            street: spot.street.clone(),
+            borough: spot.borough.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for Place {

@@ -45,6 +45,23 @@ pub struct RefundRequest {
     pub reason: String,
 }
 
+/// `query_as!` for a [`StoredRefund`]: the SQL before its columns and the SQL after them.
+macro_rules! query_refund {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            StoredRefund,
+            $before
+                + r#" id, reservation_id, amount_cents as "amount_cents: Cents", reason,
+                      payment_intent_id as "payment_intent_id: PaymentIntentId",
+                      stripe_refund_id as "stripe_refund_id: RefundId",
+                      status as "status: RefundStatus", failure_reason, created_at,
+                      updated_at "#
+                + $after
+            $(, $arg)*
+        )
+    };
+}
+
 /// A refund as stored.
 #[derive(Debug, Clone)]
 pub struct StoredRefund {
@@ -223,15 +240,12 @@ async fn record(
         .ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("a paid reservation has no PaymentIntent"))
         })?;
-    let refund = sqlx::query_as!(
-        StoredRefund,
-        r#"insert into refunds (id, reservation_id, amount_cents, reason, requested_by,
-                                payment_intent_id)
-           values ($1, $2, $3, $4, $5, $6)
-           returning id, reservation_id, amount_cents as "amount_cents: Cents", reason,
-                     payment_intent_id as "payment_intent_id: PaymentIntentId",
-                     stripe_refund_id as "stripe_refund_id: RefundId",
-                     status as "status: RefundStatus", failure_reason, created_at, updated_at"#,
+    let refund = query_refund!(
+        "insert into refunds (id, reservation_id, amount_cents, reason, requested_by,
+                              payment_intent_id)
+         values ($1, $2, $3, $4, $5, $6)
+         returning",
+        "",
         Uuid::new_v4(),
         reservation_id,
         amount as Cents,
@@ -323,15 +337,12 @@ pub async fn settle_in(
     if !moves {
         return Ok(None);
     }
-    let refund = sqlx::query_as!(
-        StoredRefund,
-        r#"update refunds set status = $2, stripe_refund_id = coalesce($3, stripe_refund_id),
-                              failure_reason = $4
-           where id = $1
-           returning id, reservation_id, amount_cents as "amount_cents: Cents", reason,
-                     payment_intent_id as "payment_intent_id: PaymentIntentId",
-                     stripe_refund_id as "stripe_refund_id: RefundId",
-                     status as "status: RefundStatus", failure_reason, created_at, updated_at"#,
+    let refund = query_refund!(
+        "update refunds set status = $2, stripe_refund_id = coalesce($3, stripe_refund_id),
+                            failure_reason = $4
+         where id = $1
+         returning",
+        "",
         verdict.refund_id,
         verdict.status as RefundStatus,
         verdict.stripe_refund_id.as_ref() as Option<&RefundId>,
@@ -357,14 +368,10 @@ pub async fn settle_in(
 
 /// The refunds Stripe has not settled a minute after they were asked, for the reconciler.
 pub async fn unsettled(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<StoredRefund>> {
-    sqlx::query_as!(
-        StoredRefund,
-        r#"select id, reservation_id, amount_cents as "amount_cents: Cents", reason,
-                  payment_intent_id as "payment_intent_id: PaymentIntentId",
-                  stripe_refund_id as "stripe_refund_id: RefundId",
-                  status as "status: RefundStatus", failure_reason, created_at, updated_at
-           from refunds where status = 'pending' and created_at <= now() - interval '60 seconds'
-           order by created_at limit $1"#,
+    query_refund!(
+        "select",
+        "from refunds where status = 'pending' and created_at <= now() - interval '60 seconds'
+         order by created_at limit $1",
         limit,
     )
     .fetch_all(conn)
@@ -399,13 +406,9 @@ pub async fn of_reservation(
     conn: &mut PgConnection,
     reservation_id: Uuid,
 ) -> sqlx::Result<Vec<StoredRefund>> {
-    sqlx::query_as!(
-        StoredRefund,
-        r#"select id, reservation_id, amount_cents as "amount_cents: Cents", reason,
-                  payment_intent_id as "payment_intent_id: PaymentIntentId",
-                  stripe_refund_id as "stripe_refund_id: RefundId",
-                  status as "status: RefundStatus", failure_reason, created_at, updated_at
-           from refunds where reservation_id = $1 order by created_at, id"#,
+    query_refund!(
+        "select",
+        "from refunds where reservation_id = $1 order by created_at, id",
         reservation_id,
     )
     .fetch_all(conn)

@@ -14,7 +14,7 @@ use super::model::{
     Booking, BookingRequest, ChangeRequest, ListQuery, PaymentSetup, Plate, Reservation,
     ReservationView, Scope, Status,
 };
-use super::notices::{self, Notice};
+use super::notices::{self, Notice, Place};
 use super::quotes::{self, Terms};
 use super::{lifecycle, payment};
 use crate::auth::token::new_guest_token;
@@ -104,7 +104,7 @@ pub async fn book(
         guest_token_hash,
         paid_with: card.as_ref().zip(payer.customer.as_ref()),
     };
-    let reservation = hold_spot(&state, &new, body.quote_id).await?;
+    let reservation = hold_spot(&state, &new, &Place::of(&spot), body.quote_id).await?;
     let payment = match card {
         Some(_) => {
             tracing::info!(reservation.id = %reservation.id, "booked with a saved card");
@@ -244,13 +244,14 @@ async fn card_setup(
 async fn hold_spot(
     state: &AppState,
     new: &NewReservation<'_>,
+    place: &Place,
     quote_id: Option<Uuid>,
 ) -> AppResult<Reservation> {
     let mut tx = state.db.begin().await?;
     db::lock_spot(&mut tx, new.spot_id).await?;
     let expired = db::expire_lapsed_holds(&mut tx, new.spot_id, &new.window).await?;
     for lapsed in &expired {
-        notices::write(&mut tx, &state.links, lapsed, &Notice::HoldExpired).await?;
+        notices::write_at(&mut tx, &state.links, lapsed, place, &Notice::HoldExpired).await?;
     }
     if let (Some(user_id), Some((card, _))) = (new.user_id, new.paid_with)
         && !wallet::db::hold_for_booking(&mut tx, user_id, &card.id).await?
@@ -264,14 +265,16 @@ async fn hold_spot(
     if let Some(quote_id) = quote_id {
         quotes::take(&mut tx, quote_id, reservation.id).await?;
     }
+    let mut emails = Vec::new();
     if reservation.status == Status::Confirmed {
-        notices::write(&mut tx, &state.links, &reservation, &Notice::Confirmed).await?;
+        let notice = Notice::Confirmed;
+        emails.push(notices::write_at(&mut tx, &state.links, &reservation, place, &notice).await?);
     }
     tx.commit().await?;
     for lapsed in &expired {
         lifecycle::schedule_follow_up(state, lapsed).await;
     }
-    lifecycle::schedule_follow_up(state, &reservation).await;
+    lifecycle::schedule_with_emails(state, &reservation, &emails).await;
     Ok(reservation)
 }
 

@@ -147,6 +147,17 @@ impl TestApp {
         Session::from(&body)
     }
 
+    /// Signs up and gives the account the operator role (as `curbside make-operator` does).
+    pub async fn sign_up_operator(&self, email: &str) -> Session {
+        let session = self.sign_up(email).await;
+        sqlx::query("update users set role = 'operator' where email = $1")
+            .bind(email)
+            .execute(&self.db)
+            .await
+            .unwrap();
+        session
+    }
+
     pub async fn sign_in(&self, email: &str, password: &str) -> Response {
         self.post(
             "/v1/auth/sign-in",
@@ -411,6 +422,13 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+pub async fn reservation_count(db: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from reservations")
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 /// A spot with the given maximum stay and hourly rate.

@@ -22,15 +22,6 @@ fn time(value: &Value) -> DateTime<Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
 
-async fn operator(app: &TestApp) -> String {
-    let session = app.sign_up("ops@example.com").await;
-    sqlx::query("update users set role = 'operator' where email = 'ops@example.com'")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    session.access_token
-}
-
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]
 async fn a_quote_is_honoured_after_the_rate_changed(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
@@ -45,7 +36,7 @@ async fn a_quote_is_honoured_after_the_rate_changed(db: PgPool) {
         "{expires_at}"
     );
 
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
     let changed = app
         .request(Method::PATCH, &format!("/v1/spots/{spot}"))
         .bearer_auth(&ops)

@@ -39,15 +39,6 @@ async fn paid_booking(app: &TestApp, email: &str, card: &str) -> Booked {
     booked
 }
 
-async fn operator(app: &TestApp) -> String {
-    let session = app.sign_up("ops@example.com").await;
-    sqlx::query("update users set role = 'operator' where email = 'ops@example.com'")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    session.access_token
-}
-
 async fn refund(
     app: &TestApp,
     id: Uuid,
@@ -94,7 +85,7 @@ async fn a_bill_is_refunded_in_parts_then_in_full_and_no_further(db: PgPool) {
     let booked = paid_booking(&app, "payer@example.com", "pm_card_visa").await;
     let paid = paid_amount(&app, &booked).await;
     assert_eq!(paid, 4500);
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
 
     let first = expect_status(
         refund(&app, booked.id, Some(&ops), 1000).await,
@@ -205,7 +196,7 @@ async fn a_bill_is_refunded_in_parts_then_in_full_and_no_further(db: PgPool) {
 async fn refunds_made_at_once_never_exceed_the_payment(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let booked = paid_booking(&app, "race@example.com", "pm_card_visa").await;
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
     // Ten refunds of 40 % each, at once: two fit.
     let answers =
         futures_util::future::join_all((0..10).map(|_| refund(&app, booked.id, Some(&ops), 1800)))
@@ -250,7 +241,7 @@ async fn refunds_made_at_once_never_exceed_the_payment(db: PgPool) {
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]
 async fn only_a_paid_bill_is_refunded(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
     let spot = insert_spot(&db, "RF-UNPAID", 40.758, -73.985, 120, 450).await;
     // Held, then confirmed and running: nothing is paid yet.
     let held = app.book_as_guest(spot, "unpaid@example.com", 30).await;
@@ -333,7 +324,7 @@ async fn drivers_and_guests_cannot_refund(db: PgPool) {
 async fn a_pending_refund_is_settled_by_stripes_webhook(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let booked = paid_booking(&app, "pending@example.com", "pm_card_pendingRefund").await;
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
     let pending = expect_status(
         refund(&app, booked.id, Some(&ops), 500).await,
         StatusCode::CREATED,
@@ -361,7 +352,7 @@ async fn a_pending_refund_is_settled_by_stripes_webhook(db: PgPool) {
 async fn a_refund_stripe_did_not_answer_is_made_once_by_the_reconciler(db: PgPool) {
     let app = TestApp::spawn_with(db.clone(), &[("RECONCILE_INTERVAL_SECONDS", "1")]).await;
     let booked = paid_booking(&app, "later@example.com", "pm_card_visa").await;
-    let ops = operator(&app).await;
+    let ops = app.sign_up_operator("ops@example.com").await.access_token;
     app.stripe
         .fail_next("/v1/refunds", 1, StatusCode::INTERNAL_SERVER_ERROR);
     let pending = expect_status(

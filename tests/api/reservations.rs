@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, expect_problem, expect_status, insert_spot, invalid_fields};
+use crate::helpers::{
+    TestApp, expect_problem, expect_status, insert_spot, invalid_fields, reservation_count,
+};
 
 /// When this test process started, in whole seconds: every `at` counts from it, so two
 /// times made by separate calls are exactly as far apart as their arguments say.
@@ -30,13 +32,6 @@ async fn book_as_guest(
     let body = json!({"spot_id": spot, "starts_at": at(starts), "duration_minutes": minutes, "email": "guest@example.com"});
     let booked = app.book(&body, None).await;
     (booked.id.to_string(), booked.token, booked.client_secret)
-}
-
-async fn reservation_count(db: &PgPool) -> i64 {
-    sqlx::query_scalar("select count(*) from reservations")
-        .fetch_one(db)
-        .await
-        .unwrap()
 }
 
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]
@@ -483,11 +478,7 @@ async fn nobody_else_can_see_or_change_a_reservation(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let owner = app.sign_up("owner@example.com").await;
     let other_driver = app.sign_up("other@example.com").await;
-    let operator = app.sign_up("ops@example.com").await;
-    sqlx::query("update users set role = 'operator' where email = 'ops@example.com'")
-        .execute(&db)
-        .await
-        .unwrap();
+    let operator = app.sign_up_operator("ops@example.com").await;
     let (_, other_guest, _) = book_as_guest(&app, other_spot, 60, 30).await;
 
     let body = json!({"spot_id": spot, "starts_at": at(60), "duration_minutes": 30});

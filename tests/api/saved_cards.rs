@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Booked, TestApp, expect_problem, expect_status, insert_spot, invalid_fields};
+use crate::helpers::{
+    Booked, TestApp, expect_problem, expect_status, insert_spot, invalid_fields, reservation_count,
+};
 
 async fn new_spot(app: &TestApp) -> Uuid {
     insert_spot(
@@ -89,13 +91,6 @@ async fn make_default(app: &TestApp, token: Option<&str>, pm: &str) -> reqwest::
 
 fn stripe_calls(app: &TestApp) -> usize {
     app.stripe.requests().len()
-}
-
-async fn reservation_count(db: &PgPool) -> i64 {
-    sqlx::query_scalar("select count(*) from reservations")
-        .fetch_one(db)
-        .await
-        .unwrap()
 }
 
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]

@@ -471,11 +471,7 @@ async fn a_spot_shows_its_busy_times_for_the_next_day(db: PgPool) {
 async fn only_operators_create_and_change_spots(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let driver = app.sign_up("driver@example.com").await;
-    let operator = app.sign_up("ops@example.com").await;
-    sqlx::query("update users set role = 'operator' where email = 'ops@example.com'")
-        .execute(&db)
-        .await
-        .unwrap();
+    let operator = app.sign_up_operator("ops@example.com").await;
     let new_spot = json!({
         "meter_number": "OPS-1", "lat": 40.7581, "lng": -73.9856, "borough": "Manhattan",
         "street": "West 44 Street", "rule": "2HR Pas Mon-Sat 0900-1900",
