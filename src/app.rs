@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(client_settings::router())
         .merge(wallet::router())
+        .merge(reservations::link_router())
         .merge(idempotent)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -50,6 +50,8 @@ pub struct Config {
     pub hold_minutes: u32,
     /// How long a quote binds its price.
     pub quote_validity_minutes: u32,
+    /// How long before its end a confirmed reservation's driver is reminded.
+    pub reminder_minutes: u32,
     pub stripe_secret_key: SecretString,
     /// Given to browsers (`GET /v1/config`) for Stripe.js; not a secret.
     pub stripe_publishable_key: String,
@@ -194,6 +196,7 @@ impl Config {
             auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE", 10),
             hold_minutes: vars.positive("HOLD_MINUTES", 15),
             quote_validity_minutes: vars.positive("QUOTE_VALIDITY_MINUTES", 10),
+            reminder_minutes: vars.positive("REMINDER_MINUTES", 10),
             stripe_secret_key: vars
                 .required("STRIPE_SECRET_KEY", dev("sk_test_curbside_development"))
                 .into(),
@@ -254,6 +257,10 @@ impl Config {
 
     pub fn hold_length(&self) -> chrono::Duration {
         chrono::Duration::minutes(i64::from(self.hold_minutes))
+    }
+
+    pub fn reminder_lead(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.reminder_minutes))
     }
 
     pub fn quote_validity(&self) -> chrono::Duration {

@@ -85,7 +85,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             jobs: JobQueue::new(redis.clone(), &config.redis_key_prefix),
             mailer,
-            links: AppLinks::new(&config.public_app_url),
+            links: AppLinks::new(&config.public_app_url, &config.public_base_url),
             payments: Arc::new(payments),
             db_read,
             limiter: RateLimiter::new(redis.clone(), &config.redis_key_prefix),

@@ -3,6 +3,7 @@
 
 use super::job::{Job, JobFailure};
 use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
+use crate::reservations::reminders;
 use crate::state::AppState;
 
 pub async fn run(state: &AppState, job: Job) -> Result<(), JobFailure> {
@@ -11,6 +12,10 @@ pub async fn run(state: &AppState, job: Job) -> Result<(), JobFailure> {
             reservation_id,
             version,
         } => time_triggered(lifecycle::complete(state, reservation_id, Some(version)).await),
+        Job::RemindReservation {
+            reservation_id,
+            version,
+        } => time_triggered(reminders::remind(state, reservation_id, version).await),
         // The version is informational here: a held reservation expires at its
         // `hold_expires_at` whatever changed, which the step reads from the row.
         Job::ExpireHold { reservation_id, .. } => {

@@ -11,6 +11,11 @@ pub enum Job {
         reservation_id: uuid::Uuid,
         version: i32,
     },
+    /// `REMINDER_MINUTES` before `ends_at`: remind the driver, if the version still matches.
+    RemindReservation {
+        reservation_id: uuid::Uuid,
+        version: i32,
+    },
     /// At `hold_expires_at`: expire a still-held reservation.
     ExpireHold {
         reservation_id: uuid::Uuid,

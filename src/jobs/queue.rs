@@ -56,7 +56,9 @@ impl Lane {
 
     fn of(job: &Job) -> Self {
         match job {
-            Job::EndReservation { .. } | Job::ExpireHold { .. } => Lane::Timed,
+            Job::EndReservation { .. } | Job::ExpireHold { .. } | Job::RemindReservation { .. } => {
+                Lane::Timed
+            }
             Job::Charge { .. } | Job::SendEmail { .. } => Lane::FollowUp,
         }
     }

@@ -1,6 +1,6 @@
 //! The reconciler: every `RECONCILE_INTERVAL_SECONDS` it finds, in PostgreSQL alone, the work
 //! that a lost or failed job left undone (reservations past their end, lapsed holds, charges
-//! stuck pending, unsent emails, refunds Stripe has not settled) and does it, and deletes
+//! stuck pending, unsent emails, refunds Stripe has not settled, reminders due) and does it, and deletes
 //! quotes a day after they expired. Redis may lose every job; the system still
 //! converges. Every step is idempotent and locks its row, so several reconcilers (one per
 //! worker process) and the jobs themselves can overlap safely.
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::email::outbox;
 use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
-use crate::reservations::{quotes, refunds};
+use crate::reservations::{quotes, refunds, reminders};
 use crate::state::AppState;
 
 /// Rows handled per kind of work and pass; a larger backlog takes several passes.
@@ -23,6 +23,7 @@ pub struct Reconciled {
     pub charges_tried: usize,
     pub emails_tried: usize,
     pub refunds_tried: usize,
+    pub reminded: usize,
     pub quotes_forgotten: u64,
 }
 
@@ -39,6 +40,8 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         crate::reservations::lifecycle::overdue(&mut conn, BATCH).await?;
     let emails = outbox::due(&mut conn, BATCH).await?;
     let unsettled_refunds = refunds::unsettled(&mut conn, BATCH).await?;
+    let due_reminders =
+        lifecycle::due_reminders(&mut conn, state.config.reminder_lead(), BATCH).await?;
     let quotes_forgotten = quotes::forget_expired(&mut conn).await?;
     drop(conn);
 
@@ -71,6 +74,11 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
         done.emails_tried += 1;
         if let Err(error) = crate::email::deliver(&state.db, &state.mailer, id).await {
             tracing::warn!(outbox.id = %id, error = format!("{error:#}"), "overdue email still failing");
+        }
+    }
+    for (id, version) in due_reminders {
+        if reminders::remind(state, id, version).await? == Due::Done {
+            done.reminded += 1;
         }
     }
     for refund in unsettled_refunds {

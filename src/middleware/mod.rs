@@ -22,7 +22,7 @@ pub async fn problem_responses(request: Request, next: Next) -> Response {
     if let Some(ServerErrorCause(cause)) = response.extensions().get::<ServerErrorCause>() {
         tracing::error!(error = ?cause, "request failed");
     }
-    if !(status.is_client_error() || status.is_server_error()) || is_json_body(&response) {
+    if !(status.is_client_error() || status.is_server_error()) || is_written_body(&response) {
         return response;
     }
     if status.is_server_error() {
@@ -55,13 +55,17 @@ pub async fn problem_responses(request: Request, next: Next) -> Response {
 
 /// Our own error bodies are JSON already: problem+json from `AppError`, or a JSON report
 /// such as `/readyz`'s. Only bodies from outside (plain text, empty) are replaced.
-fn is_json_body(response: &Response) -> bool {
+/// A body a handler wrote on purpose: a problem or JSON, or a page for people (a
+/// reminder's link says in HTML why it cannot extend).
+fn is_written_body(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| {
-            value.starts_with(PROBLEM_JSON) || value.starts_with("application/json")
+            value.starts_with(PROBLEM_JSON)
+                || value.starts_with("application/json")
+                || value.starts_with("text/html")
         })
 }
 

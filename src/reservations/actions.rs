@@ -134,6 +134,14 @@ impl Reservation {
         }
     }
 
+    /// When the driver is reminded of the end, `lead` before it: for a confirmed reservation
+    /// booked before that time (one booked for less than `lead` is not reminded at once on
+    /// booking). A change bumps the version, and the new end is reminded anew.
+    pub fn remind_at(&self, lead: chrono::Duration) -> Option<DateTime<Utc>> {
+        let at = self.ends_at - lead;
+        (self.status == Status::Confirmed && at > self.created_at).then_some(at)
+    }
+
     /// Whether a charge's result (from the charge job or Stripe's webhook) is still awaited:
     /// a charge sent and not answered, or one the bank wanted authenticated.
     pub fn awaits_payment_result(&self) -> bool {
@@ -337,6 +345,27 @@ mod tests {
             paid.check(Action::Refund, at(70)),
             Err(Refusal::FullyRefunded)
         );
+    }
+
+    #[test]
+    fn a_confirmed_reservation_is_reminded_if_booked_before_its_reminder() {
+        let lead = Duration::minutes(10);
+        let confirmed = reservation(Status::Confirmed, PaymentStatus::CardSaved);
+        assert_eq!(confirmed.remind_at(lead), Some(at(50)));
+        let mut short = confirmed.clone();
+        short.created_at = at(55);
+        assert_eq!(short.remind_at(lead), None);
+        for status in [
+            Status::Held,
+            Status::Completed,
+            Status::Cancelled,
+            Status::Expired,
+        ] {
+            assert_eq!(
+                reservation(status, PaymentStatus::NotRequired).remind_at(lead),
+                None
+            );
+        }
     }
 
     #[test]

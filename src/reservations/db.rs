@@ -355,11 +355,52 @@ pub async fn record_event(conn: &mut PgConnection, id: &str, kind: &str) -> sqlx
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Records that this version's reminder is written; false if it was already.
+pub async fn mark_reminded(conn: &mut PgConnection, id: Uuid, version: i32) -> sqlx::Result<bool> {
+    let marked = sqlx::query!(
+        "update reservations set reminded_version = $2
+         where id = $1 and reminded_version is distinct from $2",
+        id,
+        version,
+    )
+    .execute(conn)
+    .await?;
+    Ok(marked.rows_affected() == 1)
+}
+
+/// Confirmed reservations whose reminder is due and not written, for the reconciler: (id,
+/// version). The rule of `reminders::remind_at` (booked or changed long enough before).
+pub async fn due_reminders(
+    conn: &mut PgConnection,
+    lead: chrono::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, i32)>> {
+    let rows = sqlx::query!(
+        "select id, version from reservations
+         where status = 'confirmed' and ends_at > now() and ends_at - $1::interval <= now()
+           and ends_at - $1::interval > created_at
+           and reminded_version is distinct from version
+         order by ends_at limit $2",
+        lead as chrono::Duration,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.version)).collect())
+}
+
+/// The reservation if it exists, read without a lock.
+pub async fn get_optional(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Reservation>> {
+    query_reservation!("select", "from reservations where id = $1", id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// The reservation, read without a lock (the step that acts on it locks it).
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Reservation> {
-    query_reservation!("select", "from reservations where id = $1", id)
-        .fetch_one(conn)
-        .await
+    get_optional(conn, id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 /// `confirmed` → `completed` at `ends_at` with its final bill; the charge is pending unless

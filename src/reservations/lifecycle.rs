@@ -56,21 +56,38 @@ pub async fn schedule_with_emails(state: &AppState, reservation: &Reservation, e
         }),
         _ => None,
     };
-    if let Some((job, at)) = job
-        && let Err(error) = state.jobs.schedule(job, at).await
-    {
-        tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot schedule a job; the reconciler will do it");
-    }
-    let mut now = Vec::new();
-    if reservation.payment_status == PaymentStatus::ChargePending {
-        now.push(Job::Charge {
-            reservation_id: reservation.id,
+    let reminder = reservation
+        .remind_at(state.config.reminder_lead())
+        .map(|at| {
+            (
+                Job::RemindReservation {
+                    reservation_id: reservation.id,
+                    version: reservation.version,
+                },
+                at,
+            )
         });
+    for (job, at) in job.into_iter().chain(reminder) {
+        if let Err(error) = state.jobs.schedule(job, at).await {
+            tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot schedule a job; the reconciler will do it");
+        }
     }
-    now.extend(emails.iter().map(|&outbox_id| Job::SendEmail { outbox_id }));
-    for job in now {
-        if let Err(error) = state.jobs.enqueue(job).await {
-            tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot queue a job; the reconciler will do it");
+    if reservation.payment_status == PaymentStatus::ChargePending {
+        let charge = Job::Charge {
+            reservation_id: reservation.id,
+        };
+        if let Err(error) = state.jobs.enqueue(charge).await {
+            tracing::warn!(reservation.id = %reservation.id, error = format!("{error:#}"), "cannot queue the charge; the reconciler will do it");
+        }
+    }
+    send_emails(state, emails).await;
+}
+
+/// Queues the delivery of outbox emails that a committed transaction wrote.
+pub async fn send_emails(state: &AppState, emails: &[Uuid]) {
+    for &outbox_id in emails {
+        if let Err(error) = state.jobs.enqueue(Job::SendEmail { outbox_id }).await {
+            tracing::warn!(%outbox_id, error = format!("{error:#}"), "cannot queue an email; the reconciler will send it");
         }
     }
 }
@@ -317,6 +334,15 @@ pub async fn settle_in(
     }
     tracing::info!(reservation.id = %id, payment_status = ?status, "charge settled");
     Ok(Some(settled))
+}
+
+/// Reminders due and not written, for the reconciler: (id, version).
+pub async fn due_reminders(
+    conn: &mut PgConnection,
+    lead: chrono::Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, i32)>> {
+    db::due_reminders(conn, lead, limit).await
 }
 
 /// Overdue work for the reconciler: (ended, lapsed holds, charges stuck pending).

@@ -16,6 +16,7 @@ pub mod quotes;
 mod receipt;
 mod recovery;
 pub mod refunds;
+pub mod reminders;
 mod routes;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -37,6 +38,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refunds::refund))
         .routes(routes!(guest_access::request_access))
         .routes(routes!(guest_access::exchange_access_code))
+}
+
+/// A reminder's one-tap extension: a page and its form, for people, authorised by the
+/// link's signature rather than credentials (no `Idempotency-Key`: a link works once).
+pub fn link_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(reminders::extension_page, reminders::extend))
 }
 
 /// Stripe's webhook: no rate limit by client and no idempotency keys (Stripe retries with

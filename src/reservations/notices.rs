@@ -32,6 +32,10 @@ pub enum Notice {
     Refunded {
         amount: Cents,
     },
+    /// The end is `REMINDER_MINUTES` away; `link` extends it in one tap.
+    Reminder {
+        link: String,
+    },
 }
 
 impl Notice {
@@ -45,6 +49,7 @@ impl Notice {
             Self::HoldExpired => "hold_expired",
             Self::PaymentFailed { .. } => "payment_failed",
             Self::Refunded { .. } => "refunded",
+            Self::Reminder { .. } => "reminder",
         }
     }
 }
@@ -200,6 +205,19 @@ pub fn compose(
                 ),
             )
         }
+        Notice::Reminder { link } => (
+            format!(
+                "Your parking ends {}",
+                reservation
+                    .ends_at
+                    .with_timezone(&New_York)
+                    .format("at %-I:%M %p")
+            ),
+            format!(
+                "Your parking time is almost up.\n\n{window}\n\nNeed more time? Extend it in one \
+                 tap (the page asks you to confirm; the link works once, until the end):\n{link}"
+            ),
+        ),
         Notice::Refunded { amount } => (
             format!("Your parking refund: {}", amount.dollars()),
             format!(

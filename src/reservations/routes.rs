@@ -335,9 +335,9 @@ pub async fn confirm(
 /// A reservation the caller may act on, locked (its spot's lock first, as on every path
 /// that writes a live booking) in a transaction of its own, and checked for the action.
 /// Change, end and cancel each write their step into `tx`, then [`Locked::commit`].
-struct Locked {
+pub(super) struct Locked {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    reservation: Reservation,
+    pub(super) reservation: Reservation,
 }
 
 impl Locked {
@@ -352,7 +352,32 @@ impl Locked {
         let found = db::find_for(&mut tx, id, caller)
             .await?
             .ok_or_else(no_such_reservation)?;
-        db::lock_spot(&mut tx, found.spot_id).await?;
+        Self::lock_in(tx, found.spot_id, id, action, now).await
+    }
+
+    /// [`Locked::take`] for a caller whose right comes with the request rather than from
+    /// credentials (a reminder's signed link, checked against the locked row).
+    pub(super) async fn take_by_link(
+        state: &AppState,
+        id: Uuid,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> AppResult<Self> {
+        let mut tx = state.db.begin().await?;
+        let found = db::get_optional(&mut tx, id)
+            .await?
+            .ok_or_else(no_such_reservation)?;
+        Self::lock_in(tx, found.spot_id, id, action, now).await
+    }
+
+    async fn lock_in(
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        spot_id: Uuid,
+        id: Uuid,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> AppResult<Self> {
+        db::lock_spot(&mut tx, spot_id).await?;
         let reservation = db::lock(&mut tx, id)
             .await?
             .ok_or_else(no_such_reservation)?;
@@ -396,10 +421,23 @@ pub async fn change(
     Json(body): Json<ChangeRequest>,
 ) -> AppResult<axum::Json<ReservationView>> {
     let now = Utc::now();
-    let mut locked = Locked::take(&state, id, &caller, Action::Change, now).await?;
+    let locked = Locked::take(&state, id, &caller, Action::Change, now).await?;
+    let changed = move_end(&state, locked, body.ends_at, now).await?;
+    Ok(axum::Json(ReservationView::from(&changed)))
+}
+
+/// Moves the end of a locked reservation (checked for [`Action::Change`]) to `requested`,
+/// under the booking rules, and commits: the one way a reservation is extended or
+/// shortened, by `PATCH` or by a reminder's link.
+pub(super) async fn move_end(
+    state: &AppState,
+    mut locked: Locked,
+    requested: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<Reservation> {
     let reservation = &locked.reservation;
-    let ends_at = to_stored_precision(body.ends_at.max(now));
-    if body.ends_at < now - chrono::Duration::seconds(60) {
+    let ends_at = to_stored_precision(requested.max(now));
+    if requested < now - chrono::Duration::seconds(60) {
         return Err(AppError::validation("ends_at", "must not be in the past"));
     }
     if ends_at <= reservation.starts_at {
@@ -432,11 +470,19 @@ pub async fn change(
         ends_at,
         reservation.rate_cents_per_hour,
     );
-    let changed = db::change_end(&mut locked.tx, id, ends_at, new_bill).await?;
-    notices::write(&mut locked.tx, &state.links, &changed, &Notice::Changed).await?;
-    let changed = locked.commit(&state, changed).await?;
-    tracing::info!(version = changed.version, "reservation changed");
-    Ok(axum::Json(ReservationView::from(&changed)))
+    let changed = db::change_end(&mut locked.tx, reservation.id, ends_at, new_bill).await?;
+    let place = Place::of(&spot);
+    notices::write_at(
+        &mut locked.tx,
+        &state.links,
+        &changed,
+        &place,
+        &Notice::Changed,
+    )
+    .await?;
+    let changed = locked.commit(state, changed).await?;
+    tracing::info!(reservation.id = %changed.id, version = changed.version, "reservation changed");
+    Ok(changed)
 }
 
 /// End a running reservation now and bill the minutes used.

@@ -16,6 +16,7 @@ mod quotes;
 mod receipts;
 mod recovery;
 mod refunds;
+mod reminders;
 mod reservations;
 mod saved_cards;
 mod smtp_sink;
