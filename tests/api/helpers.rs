@@ -269,6 +269,17 @@ impl From<&Value> for Session {
     }
 }
 
+/// Asserts the status and that the answer is a page for people; returns its HTML.
+pub async fn expect_page(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    response.text().await.unwrap()
+}
+
 /// Asserts the status and returns the JSON body.
 pub async fn expect_status(response: Response, status: StatusCode) -> Value {
     let actual = response.status();

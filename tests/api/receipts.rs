@@ -8,7 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{Booked, TestApp, database_url, expect_problem, expect_status, insert_spot};
+use crate::helpers::{
+    Booked, TestApp, database_url, expect_page, expect_problem, expect_status, insert_spot,
+};
 use crate::tcp_proxy::{Link, TcpProxy};
 
 async fn wait_for_mail(app: &TestApp, needle: &str) -> String {
@@ -94,14 +96,7 @@ async fn a_receipt_itemises_the_bill_at_the_rate_locked_at_booking(db: PgPool) {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let page = page.text().await.unwrap();
+    let page = expect_page(page, StatusCode::OK).await;
     let dollars = format!("${}.{:02}", amount / 100, amount % 100);
     for line in [
         format!("Minutes: {minutes}"),

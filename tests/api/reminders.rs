@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Booked, TestApp, expect_status, insert_spot};
+use crate::helpers::{Booked, TestApp, expect_page, expect_status, insert_spot};
 
 /// A guest booking on a new spot, confirmed, whose end is `REMINDER_MINUTES` (10) and
 /// `seconds` away: its reminder is due in `seconds`. It starts at `starts_in` minutes
@@ -107,15 +107,7 @@ async fn a_reminder_comes_once_and_its_link_extends_once(db: PgPool) {
 
     // The page offers the steps and changes nothing, however often it is fetched.
     for _ in 0..2 {
-        let page = app.get(&link, None).await;
-        assert_eq!(page.status(), StatusCode::OK);
-        assert!(
-            page.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
-        let html = page.text().await.unwrap();
+        let html = expect_page(app.get(&link, None).await, StatusCode::OK).await;
         assert!(
             html.contains("Extend by 15 minutes") && html.contains("method=\"post\""),
             "{html}"
