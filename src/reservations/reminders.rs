@@ -10,7 +10,7 @@
 //!
 //! Which reservations are reminded, and when, is `Reservation::remind_at`.
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
@@ -29,8 +29,8 @@ use super::lifecycle::Due;
 use super::model::Reservation;
 use super::notices::{self, Notice};
 use super::routes::{Locked, move_end};
-use crate::error::AppError;
-use crate::extract::Path;
+use crate::error::{AppError, Problem};
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 
 /// The extensions a reminder offers, in minutes; those beyond the spot's maximum stay are
@@ -217,7 +217,10 @@ pub async fn extension_page(
         (status = 404, description = "Not a link this server signed", body = String, content_type = "text/html"),
         (status = 409, description = "The spot is booked by someone else for part of the extension", body = String, content_type = "text/html"),
         (status = 410, description = "The link was used, the reservation changed since, or it is over", body = String, content_type = "text/html"),
-        (status = 422, description = "A step the page does not offer, or one beyond the spot's maximum stay", body = String, content_type = "text/html"),
+        (status = 422, description = "A step the page does not offer, or one beyond the spot's maximum stay (a page); a form without `token` or a whole `minutes` (a problem)", content(
+            (String = "text/html"),
+            (Problem = "application/problem+json"),
+        )),
     )
 )]
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]

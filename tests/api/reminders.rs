@@ -248,6 +248,24 @@ async fn a_link_cannot_extend_into_another_booking_or_beyond_its_steps(db: PgPoo
         extend(&app, next.id, token_of(&link), 15).await.status(),
         StatusCode::NOT_FOUND
     );
+    // A form the page never sends is a problem, like any bad input.
+    let no_token = app
+        .request(
+            Method::POST,
+            &format!("/v1/reservations/{}/extend", booked.id),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("minutes=15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        no_token.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
     assert_eq!(reservation(&app, &booked).await, current, "nothing changed");
 }
 
