@@ -10,6 +10,7 @@
 //!
 //! Which reservations are reminded, and when, is `Reservation::remind_at`.
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -227,8 +228,9 @@ pub async fn extension_page(
 pub async fn extend(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Form(form): Form<ExtendForm>,
+    form: Result<Form<ExtendForm>, FormRejection>,
 ) -> Result<Response, AppError> {
+    let Form(form) = form.map_err(form_problem)?;
     let now = Utc::now();
     let version = match verify(&state, id, &form.token, now) {
         Ok(version) => version,
@@ -276,6 +278,16 @@ pub async fn extend(
             ),
         )),
         Err(error) => Err(error),
+    }
+}
+
+/// A form the page never sends is bad input like any other: a problem, not a page.
+fn form_problem(rejection: FormRejection) -> AppError {
+    match rejection {
+        FormRejection::InvalidFormContentType(_) => AppError::UnsupportedMediaType(
+            "send the page's form, as application/x-www-form-urlencoded".into(),
+        ),
+        other => AppError::validation("form", other.body_text()),
     }
 }
 
