@@ -50,6 +50,36 @@ pub async fn card_of_customer(
     Ok(card.filter(|card| card.customer_id.as_ref() == Some(customer)))
 }
 
+/// The driver's card as Stripe last reported it on their customer: as recorded if within
+/// [`RECHECK_AFTER`] of `now`, else asked of Stripe (one call) and recorded. `None` for a card
+/// that is not theirs, or that was removed through Curbside (it stays removed, whatever
+/// Stripe still says).
+pub async fn checked_card(
+    state: &AppState,
+    user_id: Uuid,
+    customer: &CustomerId,
+    payment_method_id: &PaymentMethodId,
+    now: DateTime<Utc>,
+) -> AppResult<Option<Card>> {
+    let since = now - RECHECK_AFTER;
+    let recorded = db::recently_verified(
+        &mut *state.db.acquire().await?,
+        user_id,
+        payment_method_id,
+        since,
+    )
+    .await?;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    let Some(card) = card_of_customer(state, customer, payment_method_id).await? else {
+        return Ok(None);
+    };
+    let live =
+        db::record_verified(&mut *state.db.acquire().await?, user_id, customer, &card).await?;
+    Ok(live.then_some(card))
+}
+
 /// A card of the driver's that a booking may use now, checked with Stripe unless Stripe
 /// reported it within [`RECHECK_AFTER`]: no call to Stripe then, one otherwise. 422 for a
 /// card that is not theirs (another customer's, removed, unknown) or has expired.
@@ -67,27 +97,9 @@ pub async fn usable_card(
         )
     };
     let customer = customer.ok_or_else(not_theirs)?;
-    let mut conn = state.db.acquire().await?;
-    let card =
-        match db::recently_verified(&mut conn, user_id, payment_method_id, now - RECHECK_AFTER)
-            .await?
-        {
-            Some(card) => card,
-            None => {
-                drop(conn);
-                let card = card_of_customer(state, customer, payment_method_id)
-                    .await?
-                    .ok_or_else(not_theirs)?;
-                let recorded =
-                    db::record_verified(&mut *state.db.acquire().await?, user_id, customer, &card)
-                        .await?;
-                // A card removed through Curbside stays removed, whatever Stripe still says.
-                if !recorded {
-                    return Err(not_theirs());
-                }
-                card
-            }
-        };
+    let card = checked_card(state, user_id, customer, payment_method_id, now)
+        .await?
+        .ok_or_else(not_theirs)?;
     if has_expired(&card, now) {
         return Err(AppError::validation(
             "payment_method_id",

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{card_of_customer, db, has_expired};
+use super::{checked_card, db, has_expired};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
 use crate::extract::Path;
@@ -95,8 +95,8 @@ pub async fn list_cards(
     Ok(axum::Json(SavedCards { items }))
 }
 
-/// The driver's customer and the card, if Stripe says (now, or within the recheck time) the
-/// card is attached to it; 404 otherwise, for another driver's card as for a made-up id.
+/// The driver's customer, if the card is theirs and not removed ([`checked_card`]); 404
+/// otherwise, for another driver's card as for a made-up id.
 async fn own_card(
     state: &AppState,
     user: &AuthUser,
@@ -105,24 +105,9 @@ async fn own_card(
     let customer = db::customer_of(&mut *state.db.acquire().await?, user.user_id)
         .await?
         .ok_or_else(no_such_card)?;
-    let since = Utc::now() - super::RECHECK_AFTER;
-    let mut conn = state.db.acquire().await?;
-    if db::recently_verified(&mut conn, user.user_id, id, since)
+    checked_card(state, user.user_id, &customer, id, Utc::now())
         .await?
-        .is_none()
-    {
-        drop(conn);
-        let card = card_of_customer(state, &customer, id)
-            .await?
-            .ok_or_else(no_such_card)?;
-        db::record_verified(
-            &mut *state.db.acquire().await?,
-            user.user_id,
-            &customer,
-            &card,
-        )
-        .await?;
-    }
+        .ok_or_else(no_such_card)?;
     Ok(customer)
 }
 
@@ -192,10 +177,6 @@ pub async fn make_default(
 ) -> AppResult<axum::Json<SavedCards>> {
     let id = PaymentMethodId::parse(&id).ok_or_else(no_such_card)?;
     let customer = own_card(&state, &user, &id).await?;
-    let since = Utc::now() - super::RECHECK_AFTER;
-    db::recently_verified(&mut *state.db.acquire().await?, user.user_id, &id, since)
-        .await?
-        .ok_or_else(no_such_card)?;
     state
         .payments
         .set_default_card(&customer, &id)
