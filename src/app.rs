@@ -43,12 +43,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `BIND_ADDR` (port 0 picks a free port) and wires the app.
+    /// Binds `BIND_ADDR` (port 0 picks a free port), wires the app and starts following the
+    /// change feed (the picture of the curb loads in the background).
     pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let state = AppState::new(config, db)?;
+        tokio::spawn(spots::feed::run(state.clone()));
         let router = router(state.clone());
         Ok(Self {
             listener,
@@ -76,6 +78,11 @@ impl Application {
         let limits = crate::server::Limits {
             max_connections: self.state.config.max_connections as usize,
             header_read_timeout: self.state.config.header_read_timeout,
+        };
+        let curb = self.state.curb.clone();
+        let shutdown = async move {
+            shutdown.await;
+            curb.close_streams();
         };
         crate::server::serve(self.listener, self.router, limits, shutdown).await
     }
@@ -108,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(reservations::webhook_router())
         .merge(health::router())
+        .merge(spots::demo_router())
         .split_for_parts();
     // The problems each operation owes to the layers above, which only these routers know.
     StandardResponses {

@@ -80,6 +80,13 @@ pub struct Config {
     /// Take the client address from the last `X-Forwarded-For` entry (set by the Nginx in
     /// front). Off by default: a client could otherwise pick its own rate-limit bucket.
     pub trust_forwarded_for: bool,
+    /// Answer `GET /v1/spots` from the replica's picture of the curb (`spots::picture`)
+    /// while it is current; off, or while it is not, PostgreSQL answers.
+    pub search_from_memory: bool,
+    /// Live availability streams (`GET /v1/spots/events`) one process serves at once.
+    pub max_streams: u32,
+    /// Streams one client address may hold open at once.
+    pub max_streams_per_client: u32,
 }
 
 /// How emails leave the process.
@@ -240,6 +247,9 @@ impl Config {
                 vars.positive("HEADER_READ_TIMEOUT_SECONDS", 10).into(),
             ),
             trust_forwarded_for: vars.parsed("TRUST_FORWARDED_FOR", "false").unwrap_or(false),
+            search_from_memory: vars.parsed("SEARCH_FROM_MEMORY", "true").unwrap_or(true),
+            max_streams: vars.positive("MAX_STREAMS", 10_000),
+            max_streams_per_client: vars.positive("MAX_STREAMS_PER_CLIENT", 16),
         };
         match vars.errors.into_inner() {
             errors if errors.is_empty() => Ok(config),

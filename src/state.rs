@@ -19,6 +19,7 @@ use crate::links::AppLinks;
 use crate::metrics::Metrics;
 use crate::payments::{PaymentGateway, PaymentsConfig, StripeGateway};
 use crate::rate_limit::RateLimiter;
+use crate::spots::curb::Curb;
 
 /// State shared by every handler and job. Cloning it is one reference count: every
 /// middleware and extractor takes a clone on every request.
@@ -67,6 +68,9 @@ pub struct Shared {
     pub mailer: Mailer,
     /// The web app's pages that emails link to (`PUBLIC_APP_URL`).
     pub links: AppLinks,
+    /// This replica's picture of the curb and its live streams, kept current by the change
+    /// feed that `serve` runs (`spots::feed`).
+    pub curb: Arc<Curb>,
 }
 
 impl AppState {
@@ -92,6 +96,7 @@ impl AppState {
             jwt: Arc::new(JwtKeys::new(&config)),
             hasher: PasswordHasher::default(),
             search_permits: Arc::new(Semaphore::new(config.search_concurrency as usize)),
+            curb: Arc::new(Curb::new(config.max_streams, config.max_streams_per_client)),
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
             db,

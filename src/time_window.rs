@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use crate::error::FieldError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TimeWindow {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,

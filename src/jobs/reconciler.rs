@@ -1,7 +1,8 @@
 //! The reconciler: every `RECONCILE_INTERVAL_SECONDS` it finds, in PostgreSQL alone, the work
 //! that a lost or failed job left undone (reservations past their end, lapsed holds, charges
 //! stuck pending, unsent emails, refunds Stripe has not settled, reminders due) and does it, and deletes
-//! quotes a day after they expired. Redis may lose every job; the system still
+//! quotes a day after they expired and the change feed's rows after its hour (an expired
+//! hold reaches the feed here too, when its job was lost). Redis may lose every job; the system still
 //! converges. Every step is idempotent and locks its row, so several reconcilers (one per
 //! worker process) and the jobs themselves can overlap safely.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use crate::email::outbox;
 use crate::reservations::lifecycle::{self, ChargeAttempt, Due};
 use crate::reservations::{quotes, refunds, reminders};
+use crate::spots;
 use crate::state::AppState;
 
 /// Rows handled per kind of work and pass; a larger backlog takes several passes.
@@ -25,6 +27,7 @@ pub struct Reconciled {
     pub refunds_tried: usize,
     pub reminded: usize,
     pub quotes_forgotten: u64,
+    pub changes_forgotten: u64,
 }
 
 impl Reconciled {
@@ -43,10 +46,12 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
     let due_reminders =
         lifecycle::due_reminders(&mut conn, state.config.reminder_lead(), BATCH).await?;
     let quotes_forgotten = quotes::forget_expired(&mut conn).await?;
+    let changes_forgotten = spots::db::forget_changes(&mut conn, spots::feed::RETENTION).await?;
     drop(conn);
 
     let mut done = Reconciled {
         quotes_forgotten,
+        changes_forgotten,
         ..Reconciled::default()
     };
     for id in ended {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::model::{
     BusyInterval, Circle, Facility, NewSpot, Search, SearchCursor, Spot, SpotChanges, SpotMatch,
 };
+use super::picture::Taken;
 use crate::error::{AppError, AppResult, ResultExt as _};
 use crate::pagination;
 use crate::reservations::model::live_sql;
@@ -226,7 +227,7 @@ async fn search_nearest(
     search: &Search,
 ) -> sqlx::Result<(Vec<SpotMatch>, Option<SearchCursor>)> {
     let rows = fetch_nearest(db, NEAREST_SQL, circle, search).await?;
-    if let Some(page) = page_of_nearest(rows, search.limit as usize) {
+    if let Ok(page) = page_of_nearest(rows, search.limit as usize) {
         return Ok(page);
     }
     let rows = fetch_nearest(db, NEAREST_EXACT_SQL, circle, search).await?;
@@ -264,7 +265,7 @@ fn distance(row: &SpotMatch) -> f64 {
     row.distance_m.unwrap_or(f64::INFINITY)
 }
 
-fn nearest_cursor(row: &SpotMatch) -> SearchCursor {
+pub(super) fn nearest_cursor(row: &SpotMatch) -> SearchCursor {
     SearchCursor::Nearest {
         distance_m: distance(row),
         id: row.spot.id,
@@ -276,24 +277,28 @@ fn nearest_cursor(row: &SpotMatch) -> SearchCursor {
 /// The index returns ties in distance in no set order, so when the row after the page
 /// shares its distance with rows on the page, other rows at that distance may not have
 /// been read yet. The page then ends before that distance, and the next page starts with
-/// all of it. `None` when the whole page is one tie, which needs the exact query.
-fn page_of_nearest(
+/// all of it. When the whole page is one tie, the rows come back (sorted): that page needs
+/// the exact query.
+pub(super) fn page_of_nearest(
     mut rows: Vec<SpotMatch>,
     limit: usize,
-) -> Option<(Vec<SpotMatch>, Option<SearchCursor>)> {
+) -> Result<(Vec<SpotMatch>, Option<SearchCursor>), Vec<SpotMatch>> {
     rows.sort_by(|a, b| {
         distance(a)
             .total_cmp(&distance(b))
             .then(a.spot.id.cmp(&b.spot.id))
     });
     if rows.len() <= limit {
-        return Some((rows, None));
+        return Ok((rows, None));
     }
     let boundary = distance(&rows[limit]);
+    if distance(&rows[0]) == boundary {
+        return Err(rows);
+    }
     rows.truncate(limit);
     rows.retain(|row| distance(row) < boundary);
-    let cursor = nearest_cursor(rows.last()?);
-    Some((rows, Some(cursor)))
+    let cursor = rows.last().map(nearest_cursor);
+    Ok((rows, cursor))
 }
 
 async fn search_by_id(
@@ -397,6 +402,173 @@ pub async fn update(
     .await
 }
 
+/// Every spot, inactive ones too (the feed may make them active), for the picture.
+pub fn all_spots(
+    conn: &mut PgConnection,
+) -> impl futures_util::Stream<Item = sqlx::Result<Spot>> + '_ {
+    query_spot!("select", "from spots").fetch(conn)
+}
+
+/// The times live reservations take their spots: held ones until their hold lapses.
+/// `spot_ids`: only these spots' (`None`: every spot's).
+pub async fn taken(
+    conn: impl sqlx::PgExecutor<'_>,
+    spot_ids: Option<&[Uuid]>,
+) -> sqlx::Result<Vec<(Uuid, Taken)>> {
+    let rows = sqlx::query!(
+        r#"select spot_id, starts_at, ends_at,
+                  case when status = 'held' then hold_expires_at end as "lapses_at?"
+           from reservations
+           where status in ('held', 'confirmed') and ($1::uuid[] is null or spot_id = any($1))"#,
+        spot_ids as Option<&[Uuid]>,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let taken = Taken {
+                starts_at: row.starts_at,
+                ends_at: row.ends_at,
+                lapses_at: row.lapses_at,
+            };
+            (row.spot_id, taken)
+        })
+        .collect())
+}
+
+/// These spots as they are now; a missing one is gone.
+pub async fn spots_by_id(conn: impl sqlx::PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Spot>> {
+    query_spot!("select", "from spots where id = any($1)", ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// What one read of the change feed saw: the changes, and the snapshot's bounds (as
+/// `pg_snapshot_xmin`/`xmax`: every transaction below `xmin` has ended, and every one
+/// that started after the snapshot has an id of at least `xmax`).
+pub struct FeedRead {
+    pub changes: Vec<(i64, Uuid)>,
+    pub xmin: i64,
+    pub xmax: i64,
+}
+
+/// The changes after `after` (at most `limit`) and those of the ids in `missing`, in id
+/// order, with the bounds of the snapshot that read them. One statement, one snapshot.
+pub async fn read_changes(
+    conn: impl sqlx::PgExecutor<'_>,
+    after: i64,
+    missing: &[i64],
+    limit: i64,
+) -> sqlx::Result<FeedRead> {
+    let rows = sqlx::query!(
+        r#"with snapshot as (
+               select pg_snapshot_xmin(pg_current_snapshot())::text::int8 as xmin,
+                      pg_snapshot_xmax(pg_current_snapshot())::text::int8 as xmax
+           ), changes as (
+               (select id, spot_id from spot_changes where id > $1 order by id limit $3)
+               union all
+               (select id, spot_id from spot_changes where id = any($2))
+           )
+           select s.xmin as "xmin!", s.xmax as "xmax!", c.id as "id?", c.spot_id as "spot_id?"
+           from snapshot s left join changes c on true
+           order by c.id"#,
+        after,
+        missing,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    let (xmin, xmax) = rows.first().map_or((0, 0), |row| (row.xmin, row.xmax));
+    Ok(FeedRead {
+        changes: rows
+            .into_iter()
+            .filter_map(|row| Some((row.id?, row.spot_id?)))
+            .collect(),
+        xmin,
+        xmax,
+    })
+}
+
+/// Where the feed stands in a snapshot: the highest change id taken, the ids up to that
+/// (among the last `window`) it does not see, the changes it sees after the first of those
+/// (not yet handed to streams, which get changes in id order), and its `xmax`.
+pub struct FeedStart {
+    pub high: i64,
+    pub missing: Vec<i64>,
+    pub after_missing: Vec<(i64, Uuid)>,
+    pub xmax: i64,
+}
+
+pub async fn feed_start(conn: &mut PgConnection, window: i64) -> sqlx::Result<FeedStart> {
+    // The sequence, not the log: the log may have lost its latest changes to retention,
+    // and ids taken by transactions still in flight are waited for as missing.
+    let head = sqlx::query!(
+        r#"select case when is_called then last_value else 0 end as "high!",
+                  pg_snapshot_xmax(pg_current_snapshot())::text::int8 as "xmax!"
+           from spot_changes_id_seq"#
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let missing = sqlx::query_scalar!(
+        r#"select g.id as "id!" from generate_series(greatest($1::int8 - $2::int8, 1), $1::int8) g(id)
+           where not exists (select 1 from spot_changes c where c.id = g.id)
+           order by 1"#,
+        head.high,
+        window,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let after_missing = match missing.first() {
+        Some(&first) => changed_between(conn, first, head.high).await?,
+        None => Vec::new(),
+    };
+    Ok(FeedStart {
+        high: head.high,
+        missing,
+        after_missing,
+        xmax: head.xmax,
+    })
+}
+
+/// The oldest change the log still holds, if any.
+pub async fn oldest_change(conn: &mut PgConnection) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!("select min(id) from spot_changes")
+        .fetch_one(conn)
+        .await
+}
+
+/// The changes in `(after, upto]`, in id order.
+pub async fn changed_between(
+    conn: &mut PgConnection,
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<(i64, Uuid)>> {
+    let rows = sqlx::query!(
+        "select id, spot_id from spot_changes where id > $1 and id <= $2 order by id",
+        after,
+        upto,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.spot_id)).collect())
+}
+
+/// Deletes changes older than `retention`; returns how many.
+pub async fn forget_changes(
+    conn: &mut PgConnection,
+    retention: std::time::Duration,
+) -> sqlx::Result<u64> {
+    let seconds = retention.as_secs_f64();
+    let done = sqlx::query!(
+        "delete from spot_changes where at < now() - make_interval(secs => $1)",
+        seconds
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,7 +623,8 @@ mod tests {
 
     #[test]
     fn a_page_that_is_one_tie_needs_the_exact_query() {
-        assert!(page_of_nearest(vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)], 2).is_none());
+        let rows = page_of_nearest(vec![row(3, 2.0), row(1, 2.0), row(2, 2.0)], 2).unwrap_err();
+        assert_eq!(ids(&rows), [1, 2, 3]);
         let (page, cursor) = pagination::cut(
             vec![row(1, 2.0), row(2, 2.0), row(3, 2.0)],
             2,

@@ -216,27 +216,112 @@ impl SearchQuery {
                 return Err(missing.collect());
             }
         };
+        circle(lat, lng, radius, self.unit, MAX_RADIUS_M).map(Some)
+    }
+}
+
+/// A circle of at most `max_m` metres, or what is wrong with it.
+fn circle(
+    lat: f64,
+    lng: f64,
+    radius: f64,
+    unit: Option<DistanceUnit>,
+    max_m: f64,
+) -> Result<Circle, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if !(-90.0..=90.0).contains(&lat) {
+        errors.push(FieldError::new("lat", "must be between -90 and 90"));
+    }
+    if !(-180.0..=180.0).contains(&lng) {
+        errors.push(FieldError::new("lng", "must be between -180 and 180"));
+    }
+    let radius_m = match unit.unwrap_or(DistanceUnit::Km) {
+        DistanceUnit::Km => radius * 1_000.0,
+        DistanceUnit::Mi => radius * METERS_PER_MILE,
+    };
+    if !(radius_m > 0.0 && radius_m <= max_m) {
+        errors.push(FieldError::new(
+            "radius",
+            format!(
+                "must be greater than 0 and at most {} km ({:.2} mi)",
+                max_m / 1_000.0,
+                max_m / METERS_PER_MILE
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(Circle { lat, lng, radius_m })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The largest circle a stream may watch: its snapshot is every spot in it, sent at once.
+pub const MAX_STREAM_RADIUS_M: f64 = 2_000.0;
+
+/// `GET /v1/spots/events` query parameters, as sent.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Latitude of the centre.
+    #[param(minimum = -90, maximum = 90)]
+    lat: f64,
+    /// Longitude of the centre.
+    #[param(minimum = -180, maximum = 180)]
+    lng: f64,
+    /// Radius in `unit`: more than 0, at most 2 km (1.24 mi).
+    #[param(exclusive_minimum = 0, maximum = 2)]
+    radius: f64,
+    /// `km` (default) or `mi`.
+    unit: Option<DistanceUnit>,
+    /// Start of the window availability is for, as in `GET /v1/spots`. Without `starts_at`
+    /// and `ends_at`, each event tells availability from its own time for the minimum
+    /// reservation length.
+    #[serde(default, deserialize_with = "bounded::optional")]
+    starts_at: Option<DateTime<Utc>>,
+    /// End of that window, as in `GET /v1/spots`.
+    #[serde(default, deserialize_with = "bounded::optional")]
+    ends_at: Option<DateTime<Utc>>,
+}
+
+/// What a stream watches: a circle, and a window (`None`: from each event's time).
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub circle: Circle,
+    pub window: Option<TimeWindow>,
+}
+
+impl Watch {
+    /// The window availability is told for at `now`.
+    pub fn window_at(&self, now: DateTime<Utc>, default_length: Duration) -> TimeWindow {
+        self.window.unwrap_or(TimeWindow {
+            starts_at: now,
+            ends_at: now + default_length,
+        })
+    }
+}
+
+impl StreamQuery {
+    pub fn validate(self, now: DateTime<Utc>, default_length: Duration) -> Result<Watch, AppError> {
         let mut errors = Vec::new();
-        if !(-90.0..=90.0).contains(&lat) {
-            errors.push(FieldError::new("lat", "must be between -90 and 90"));
-        }
-        if !(-180.0..=180.0).contains(&lng) {
-            errors.push(FieldError::new("lng", "must be between -180 and 180"));
-        }
-        let radius_m = match self.unit.unwrap_or(DistanceUnit::Km) {
-            DistanceUnit::Km => radius * 1_000.0,
-            DistanceUnit::Mi => radius * METERS_PER_MILE,
+        let circle = circle(
+            self.lat,
+            self.lng,
+            self.radius,
+            self.unit,
+            MAX_STREAM_RADIUS_M,
+        )
+        .map_err(|e| errors.extend(e))
+        .ok();
+        let window = match (self.starts_at, self.ends_at) {
+            (None, None) => None,
+            (starts_at, ends_at) => TimeWindow::parse(starts_at, ends_at, now, default_length)
+                .map_err(|e| errors.push(e))
+                .ok(),
         };
-        if !(radius_m > 0.0 && radius_m <= MAX_RADIUS_M) {
-            errors.push(FieldError::new(
-                "radius",
-                "must be greater than 0 and at most 50 km (31.07 mi)",
-            ));
-        }
-        if errors.is_empty() {
-            Ok(Some(Circle { lat, lng, radius_m }))
-        } else {
-            Err(errors)
+        match circle {
+            Some(circle) if errors.is_empty() => Ok(Watch { circle, window }),
+            _ => Err(AppError::Validation(errors)),
         }
     }
 }

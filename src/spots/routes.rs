@@ -18,7 +18,8 @@ fn no_such_spot() -> AppError {
 }
 
 /// Search spots: nearest first within a radius, or all by id; free (by default), taken or
-/// either for a time window.
+/// either for a time window. Answered from the replica's picture of the curb while it is
+/// current (milliseconds behind PostgreSQL), else by PostgreSQL; the answers are the same.
 #[utoipa::path(
     get, path = "/v1/spots", tag = "spots",
     params(SearchQuery),
@@ -32,7 +33,16 @@ pub async fn search(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> AppResult<axum::Json<Page<SpotMatch>>> {
-    let search = query.validate(Utc::now(), state.config.min_reservation_length())?;
+    let now = Utc::now();
+    let search = query.validate(now, state.config.min_reservation_length())?;
+    if state.config.search_from_memory
+        && let Some((items, next)) = state.curb.search(&search, now)
+    {
+        return Ok(axum::Json(Page {
+            items,
+            next_cursor: next.map(|cursor| encode_cursor(&cursor)),
+        }));
+    }
     let _permit = state
         .search_permits
         .acquire()

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub config: Config,
     pub stripe: FakeStripe,
     pub smtp: SmtpSink,
+    /// The app's state: its picture of the curb and its streams.
+    pub state: curbside::state::AppState,
     /// Stops the in-process workers when the test ends.
     _workers: Option<DropGuard>,
 }
@@ -88,6 +90,7 @@ impl TestApp {
             stop.drop_guard()
         });
         stripe.set_webhook_url(Some(format!("{address}/v1/webhooks/stripe")));
+        let state = app.state().clone();
         tokio::spawn(app.run_until(std::future::pending()));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -100,7 +103,27 @@ impl TestApp {
             config,
             stripe,
             smtp,
+            state,
             _workers: workers,
+        }
+    }
+
+    /// Waits until this app's picture of the curb, and its streams, have every change
+    /// committed so far (they follow PostgreSQL milliseconds behind).
+    pub async fn settle(&self) {
+        let high: i64 = sqlx::query_scalar(
+            "select case when is_called then last_value else 0 end from spot_changes_id_seq",
+        )
+        .fetch_one(&self.db)
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(self.state.curb.is_current() && self.state.curb.streams.delivered() >= high) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the picture did not reach change {high}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }
 
@@ -109,7 +132,12 @@ impl TestApp {
             .request(method, format!("{}{}", self.address, path))
     }
 
+    /// A GET; a spot search first waits for the picture to have every change made so far,
+    /// as a client a few milliseconds later would see it.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        if path.starts_with("/v1/spots?") && self.config.search_from_memory {
+            self.settle().await;
+        }
         let mut request = self.request(Method::GET, path);
         if let Some(token) = token {
             request = request.bearer_auth(token);

@@ -387,7 +387,8 @@ async fn while_postgres_is_out_of_reach_requests_are_told_to_retry(db: PgPool) {
         .max_connections(5)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with((*options).clone().host("127.0.0.1").port(proxy.addr.port()));
-    let app = TestApp::spawn(through_proxy).await;
+    // Search from PostgreSQL: the picture of the curb would answer on for its few seconds.
+    let app = TestApp::spawn_with(through_proxy, &[("SEARCH_FROM_MEMORY", "false")]).await;
     let driver = app.sign_up("pg@example.com").await;
 
     let booking = json!({"spot_id": spot, "duration_minutes": 30, "email": "pg-guest@example.com"});

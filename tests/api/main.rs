@@ -2,6 +2,7 @@
 //! test (`#[sqlx::test]`) and the real Redis, with keys namespaced per test.
 
 mod auth;
+mod curb;
 mod errors;
 mod first_run;
 mod guest_access;

@@ -254,7 +254,14 @@ async fn search_reads_from_database_read_url(db: PgPool) {
         format!("{credentials}@")
     };
     let replica = format!("{scheme}://{at}{}/{path}", proxy.addr);
-    let app = TestApp::spawn_with(db.clone(), &[("DATABASE_READ_URL", replica.as_str())]).await;
+    let app = TestApp::spawn_with(
+        db.clone(),
+        &[
+            ("DATABASE_READ_URL", replica.as_str()),
+            ("SEARCH_FROM_MEMORY", "false"),
+        ],
+    )
+    .await;
     let spot = insert_spot(&db, "RC-R", 40.758, -73.985, 120, 450).await;
 
     let search = "/v1/spots?lat=40.758&lng=-73.985&radius=1";

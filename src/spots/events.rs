@@ -1,0 +1,481 @@
+//! Live availability: `GET /v1/spots/events` streams Server-Sent Events for the spots in a
+//! circle, first a `snapshot`, then a `spot` event per change in the circle, whichever
+//! replica made it. Event ids are the change log's, handed out in order by `feed`, so
+//! `Last-Event-ID` resumes on any replica: from the changes this one remembers, else from
+//! the log in PostgreSQL; past the log's hour (or when a client reads too slowly to keep
+//! up) the stream sends `resync` and a fresh snapshot instead.
+//!
+//! One dispatcher (`Streams::deliver`, run by the feed) finds the streams a change
+//! concerns and queues its id on each (at most `QUEUE` waiting; past that the stream is
+//! marked to resync); each stream turns ids into events when its client can take them.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::Utc;
+use futures_util::Stream;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::curb::Curb;
+use super::db;
+use super::model::{SpotMatch, StreamQuery, Watch};
+use super::picture::distance_m;
+use crate::error::{AppError, AppResult};
+use crate::extract::Query;
+use crate::rate_limit::client_ip;
+use crate::state::AppState;
+use crate::time_window::TimeWindow;
+
+/// Changes waiting for one stream's client before it is told to resync instead.
+const QUEUE: usize = 256;
+/// Changes each replica remembers for streams that resume, before asking the log.
+const REMEMBERED: usize = 100_000;
+/// Comment lines at least this often, so proxies keep idle streams open.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// A change of one spot, as the dispatcher queues it.
+type Change = (i64, Uuid);
+
+/// The open streams and what the dispatcher has handed on.
+pub struct Streams {
+    registry: Mutex<Registry>,
+    max_streams: usize,
+    max_per_client: usize,
+}
+
+struct Registry {
+    next: u64,
+    open: HashMap<u64, Watcher>,
+    per_client: HashMap<IpAddr, usize>,
+    /// Every change up to this id has been dispatched.
+    delivered: i64,
+    /// The changes in `(remembered_from, delivered]`, oldest first.
+    remembered: VecDeque<Change>,
+    remembered_from: i64,
+}
+
+struct Watcher {
+    watch: Watch,
+    queue: mpsc::Sender<Change>,
+    resync: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    fn concerns(&self, lat: f64, lng: f64) -> bool {
+        let circle = &self.watch.circle;
+        // A degree of latitude is at least 110 km: a cheap test rules out most streams.
+        let degrees = circle.radius_m / 110_000.0;
+        (lat - circle.lat).abs() <= degrees
+            && distance_m(lat, lng, circle.lat, circle.lng) <= circle.radius_m
+    }
+}
+
+/// Where a new stream starts.
+enum Start {
+    /// A snapshot, then the changes after `delivered`.
+    Snapshot,
+    /// The changes after `last` (the client's `Last-Event-ID`) that it missed, known here.
+    Remembered(Vec<Change>),
+    /// Those changes are older than this replica remembers: read them from the log.
+    FromLog,
+}
+
+/// A stream's place among the open ones; leaving it (the client went) closes it there.
+struct Registration {
+    curb: Arc<Curb>,
+    id: u64,
+    client: IpAddr,
+    queue: mpsc::Receiver<Change>,
+    resync: Arc<AtomicBool>,
+    /// The dispatcher's position when the stream was opened (or last resynced).
+    delivered: i64,
+    start: Start,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut registry = self.curb.streams.lock();
+        registry.open.remove(&self.id);
+        if let Some(count) = registry.per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                registry.per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl Streams {
+    pub fn new(max_streams: usize, max_per_client: usize) -> Self {
+        Self {
+            registry: Mutex::new(Registry {
+                next: 0,
+                open: HashMap::new(),
+                per_client: HashMap::new(),
+                delivered: 0,
+                remembered: VecDeque::new(),
+                remembered_from: 0,
+            }),
+            max_streams,
+            max_per_client,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    /// Every change up to this id has reached the streams it concerns.
+    pub fn delivered(&self) -> i64 {
+        self.lock().delivered
+    }
+
+    /// The feed starts (again) from a snapshot that saw the changes up to `loaded` (those
+    /// up to `delivered` settled): streams resuming from before `loaded` read the log, and
+    /// open ones may have missed changes, so each resyncs.
+    pub(super) fn restart_at(&self, delivered: i64, loaded: i64) {
+        let mut registry = self.lock();
+        registry.delivered = delivered;
+        registry.remembered.clear();
+        registry.remembered_from = loaded;
+        for watcher in registry.open.values() {
+            watcher.resync.store(true, Ordering::Release);
+        }
+    }
+
+    /// Hands these changes (in id order, all at most `settled`) to the streams whose
+    /// circle holds their spot, and remembers them for streams that resume.
+    pub(super) fn deliver(&self, curb: &Curb, settled: i64, changes: Vec<Change>) {
+        let positions: Vec<_> = {
+            let picture = curb.picture();
+            changes
+                .iter()
+                .map(|&(_, spot_id)| picture.position(spot_id))
+                .collect()
+        };
+        let mut registry = self.lock();
+        for (&change, position) in changes.iter().zip(positions) {
+            if let Some(position) = position {
+                for watcher in registry.open.values() {
+                    if watcher.concerns(position.lat, position.lng)
+                        && watcher.queue.try_send(change).is_err()
+                    {
+                        watcher.resync.store(true, Ordering::Release);
+                    }
+                }
+            }
+            registry.remembered.push_back(change);
+        }
+        while registry.remembered.len() > REMEMBERED {
+            if let Some((id, _)) = registry.remembered.pop_front() {
+                registry.remembered_from = id;
+            }
+        }
+        registry.delivered = registry.delivered.max(settled);
+    }
+
+    fn register(
+        &self,
+        curb: Arc<Curb>,
+        watch: Watch,
+        client: IpAddr,
+        last_event_id: Option<i64>,
+    ) -> AppResult<Registration> {
+        let mut registry = self.lock();
+        if registry.open.len() >= self.max_streams {
+            return Err(AppError::ServiceUnavailable(format!(
+                "this server has {} streams open, its limit; retry shortly or on another server",
+                self.max_streams
+            )));
+        }
+        let count = registry.per_client.entry(client).or_default();
+        if *count >= self.max_per_client {
+            return Err(AppError::TooManyRequests {
+                retry_after: Duration::from_secs(10),
+            });
+        }
+        *count += 1;
+        let (sender, queue) = mpsc::channel(QUEUE);
+        let resync = Arc::new(AtomicBool::new(false));
+        let id = registry.next;
+        registry.next += 1;
+        registry.open.insert(
+            id,
+            Watcher {
+                watch,
+                queue: sender,
+                resync: resync.clone(),
+            },
+        );
+        let delivered = registry.delivered;
+        let start = match last_event_id {
+            None => Start::Snapshot,
+            // Ahead of this replica: the changes up to it come, and are skipped.
+            Some(last) if last >= delivered => Start::Remembered(Vec::new()),
+            Some(last) if last >= registry.remembered_from => Start::Remembered(
+                registry
+                    .remembered
+                    .iter()
+                    .filter(|(id, _)| *id > last)
+                    .copied()
+                    .collect(),
+            ),
+            Some(_) => Start::FromLog,
+        };
+        drop(registry);
+        Ok(Registration {
+            curb,
+            id,
+            client,
+            queue,
+            resync,
+            delivered,
+            start,
+        })
+    }
+}
+
+/// `snapshot`: every spot in the circle, nearest first.
+#[derive(Serialize, ToSchema)]
+pub struct Snapshot {
+    /// The window `available` is for.
+    pub window: TimeWindow,
+    pub items: Vec<SpotMatch>,
+}
+
+/// `resync`: what the client knows may be out of date; a `snapshot` follows.
+#[derive(Serialize, ToSchema)]
+pub struct Resync {
+    /// `behind` (the client did not read fast enough, or this server lost the feed for
+    /// longer than the log keeps) or `expired` (its `Last-Event-ID` is older than that).
+    pub reason: &'static str,
+}
+
+/// Live availability around a point, as Server-Sent Events.
+///
+/// Events: `snapshot` ([`Snapshot`]) first; `spot` (a spot as in `GET /v1/spots`, with
+/// `available` for the window and `distance_m`; `active: false` when it was withdrawn) for
+/// each change of a spot in the circle, its `id` the change's; `resync` ([`Resync`]),
+/// followed by a new `snapshot`. A comment line every 15 s keeps proxies from closing an
+/// idle stream. Send `Last-Event-ID` (browsers do when they reconnect) to get only what
+/// changed since.
+#[utoipa::path(
+    get, path = "/v1/spots/events", tag = "spots",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "The id of the last event received: resume after it"),
+    ),
+    responses(
+        (status = 200, description = "An event stream (`text/event-stream`): `snapshot`, then `spot` events; `resync` and a new `snapshot` when the client fell behind", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`bad_request`: `Last-Event-ID` is not an event id"),
+        (status = 422, description = "`validation_failed`: `lat`, `lng` or `radius` missing or out of range (radius at most 2 km), or a window that is empty or longer than 31 days"),
+        (status = 429, description = "`rate_limited`: this client has 16 streams open (`MAX_STREAMS_PER_CLIENT`); close one, or retry after `Retry-After` seconds"),
+        (status = 503, description = "`service_unavailable`: this server has `MAX_STREAMS` (10,000) streams open, or its picture of the curb is not current (PostgreSQL out of reach); retry after `Retry-After` seconds"),
+    )
+)]
+pub async fn stream(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> AppResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let default_length = state.config.min_reservation_length();
+    let watch = query.validate(Utc::now(), default_length)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|value| value.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    AppError::bad_request("bad_request", "Last-Event-ID is not an event id")
+                })
+        })
+        .transpose()?;
+    if !state.curb.is_current() {
+        return Err(AppError::ServiceUnavailable(
+            "live availability is not available right now; retry shortly".into(),
+        ));
+    }
+    let client = client_ip(&headers, Some(peer), state.config.trust_forwarded_for);
+    let registration =
+        state
+            .curb
+            .streams
+            .register(state.curb.clone(), watch, client, last_event_id)?;
+    let mut events = Events {
+        state,
+        watch,
+        registration,
+        after: last_event_id.unwrap_or(i64::MIN),
+        backlog: VecDeque::new(),
+    };
+    events.start().await?;
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let event = events.next().await?;
+        Some((Ok(event), events))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
+}
+
+/// One stream's state: what it watches and the events ready to send.
+struct Events {
+    state: AppState,
+    watch: Watch,
+    registration: Registration,
+    /// Changes up to this id were sent (or are covered by what was).
+    after: i64,
+    backlog: VecDeque<Event>,
+}
+
+impl Events {
+    /// The first events: a snapshot, or what the client missed since its last event.
+    async fn start(&mut self) -> AppResult<()> {
+        match std::mem::replace(&mut self.registration.start, Start::Snapshot) {
+            Start::Snapshot => self.snapshot(None),
+            Start::Remembered(missed) => self.missed(missed),
+            Start::FromLog => {
+                let mut conn = self.state.db.acquire().await?;
+                // Changes after `after` were made (this replica has delivered some): the
+                // log must still hold the first of them.
+                let covered = db::oldest_change(&mut conn)
+                    .await?
+                    .is_some_and(|oldest| oldest <= self.after + 1);
+                if covered {
+                    let missed =
+                        db::changed_between(&mut conn, self.after, self.registration.delivered)
+                            .await?;
+                    self.missed(missed);
+                } else {
+                    self.snapshot(Some("expired"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, resync: Option<&'static str>) {
+        let now = Utc::now();
+        let window = self.window(now);
+        let items = self
+            .state
+            .curb
+            .picture()
+            .within(&self.watch.circle, &window, now);
+        if let Some(reason) = resync {
+            self.backlog.push_back(
+                Event::default()
+                    .event("resync")
+                    .json_data(Resync { reason })
+                    .expect("a resync serializes"),
+            );
+        }
+        self.after = self.registration.delivered;
+        self.backlog.push_back(
+            Event::default()
+                .event("snapshot")
+                .id(self.after.to_string())
+                .json_data(Snapshot { window, items })
+                .expect("a snapshot serializes"),
+        );
+    }
+
+    /// One event per spot in the circle that changed, at its last change, in that order:
+    /// a client that goes away midway resumes from one of these with nothing lost.
+    fn missed(&mut self, missed: Vec<Change>) {
+        let mut last: HashMap<Uuid, i64> = HashMap::new();
+        for (id, spot_id) in missed {
+            if id > self.after {
+                last.insert(spot_id, id);
+            }
+        }
+        let mut last: Vec<(i64, Uuid)> = last.into_iter().map(|(spot, id)| (id, spot)).collect();
+        last.sort_unstable();
+        for change in last {
+            self.push_change(change);
+        }
+        self.after = self.after.max(self.registration.delivered);
+    }
+
+    fn window(&self, now: chrono::DateTime<Utc>) -> TimeWindow {
+        self.watch
+            .window_at(now, self.state.config.min_reservation_length())
+    }
+
+    fn push_change(&mut self, (id, spot_id): Change) {
+        let now = Utc::now();
+        let window = self.window(now);
+        let matched =
+            self.state
+                .curb
+                .picture()
+                .spot_match(spot_id, &self.watch.circle, &window, now);
+        if let Some(matched) = matched
+            && matched
+                .distance_m
+                .is_some_and(|d| d <= self.watch.circle.radius_m)
+        {
+            self.backlog.push_back(
+                Event::default()
+                    .event("spot")
+                    .id(id.to_string())
+                    .json_data(matched)
+                    .expect("a spot serializes"),
+            );
+        }
+    }
+
+    /// The next event, waiting for one; `None` ends the stream (the server shuts down).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.backlog.pop_front() {
+                return Some(event);
+            }
+            if self.registration.resync.swap(false, Ordering::AcqRel) {
+                self.resync();
+                continue;
+            }
+            let change = tokio::select! {
+                () = self.state.curb.closing() => return None,
+                change = self.registration.queue.recv() => change?,
+            };
+            if change.0 > self.after {
+                self.after = change.0;
+                self.push_change(change);
+            }
+        }
+    }
+
+    /// Drops what is queued and starts over from a snapshot, keeping the changes made after
+    /// it.
+    fn resync(&mut self) {
+        self.registration.delivered = self.state.curb.streams.delivered();
+        let mut later = Vec::new();
+        while let Ok(change) = self.registration.queue.try_recv() {
+            if change.0 > self.registration.delivered {
+                later.push(change);
+            }
+        }
+        self.snapshot(Some("behind"));
+        for change in later {
+            self.after = change.0;
+            self.push_change(change);
+        }
+    }
+}
