@@ -438,6 +438,16 @@ for version in 1.2 1.3; do
     fi
 done
 
+# The live curb's stream goes through the streaming location: the snapshot arrives while
+# the stream is still open (buffered, it would wait for the end that never comes).
+curl -sS -N --max-time 3 "${tls[@]}" -o "$work/stream" \
+    "$https_url/v1/spots/events?lat=40.758&lng=-73.9855&radius=0.5" 2>"$work/curl.err" || true
+if grep -q '^event: snapshot' "$work/stream" && grep -q 'operation timed out' "$work/curl.err"; then
+    pass "nginx: GET /v1/spots/events streams its snapshot at once and stays open"
+else
+    fail "nginx: GET /v1/spots/events streams its snapshot at once and stays open (got: $(head -c 300 "$work/stream") $(cat "$work/curl.err"))"
+fi
+
 # /metrics: not on the public side, only on the internal listener.
 status=$(request "$https_url/metrics")
 if [ "$status" = 404 ] && body_has '"code":"not_found"' && [ -n "$(header strict-transport-security)" ]; then

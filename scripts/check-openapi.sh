@@ -289,6 +289,8 @@ checks=not_a_server_error,status_code_conformance,content_type_conformance,respo
 printf '[auth]\nauto-signup = false\n' >"$work/schemathesis.toml"
 mkdir -p "$work/reports"
 
+# Left out: Stripe's webhook (only a signed body gets past its first check) and the live
+# availability stream, whose 200 never ends (its refusals are tested in tests/api/curb.rs).
 fuzz() { # name, description, schemathesis arguments...
     local name=$1 what=$2 status=0
     shift 2
@@ -302,6 +304,7 @@ fuzz() { # name, description, schemathesis arguments...
             "$venv/bin/st" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
             --checks "$checks" \
             --exclude-path /v1/webhooks/stripe \
+            --exclude-path /v1/spots/events \
             --max-examples "$FUZZ_MAX_EXAMPLES" \
             --seed "$seed" \
             --workers 2 \

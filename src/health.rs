@@ -97,6 +97,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(Some(count)) = tokio::time::timeout(Duration::from_secs(1), failed).await {
         state.metrics.set_emails_failed(count);
     }
+    let spots = state.curb.picture().len();
+    state.metrics.set_curb(
+        spots,
+        state.curb.is_current(),
+        state.curb.streams.open(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -29,6 +29,10 @@ pub struct Metrics {
     /// Read from PostgreSQL at each scrape: any worker process may be the one that gave up,
     /// and workers serve no `/metrics` of their own.
     emails_failed: Gauge,
+    /// This replica's picture of the curb and its streams, read at each scrape.
+    curb_spots: Gauge,
+    curb_current: Gauge,
+    streams_open: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -57,11 +61,32 @@ impl Default for Metrics {
             "Emails given up on after their last attempt (see email_outbox.failed_at)",
             emails_failed.clone(),
         );
+        let curb_spots = Gauge::default();
+        registry.register(
+            "curbside_curb_spots",
+            "Spots in this replica's picture of the curb (0 until it is loaded)",
+            curb_spots.clone(),
+        );
+        let curb_current = Gauge::default();
+        registry.register(
+            "curbside_curb_current",
+            "1 while the change feed keeps the picture current (search answers from it), else 0",
+            curb_current.clone(),
+        );
+        let streams_open = Gauge::default();
+        registry.register(
+            "curbside_streams_open",
+            "Live availability streams this process serves",
+            streams_open.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
             latency,
             emails_failed,
+            curb_spots,
+            curb_current,
+            streams_open,
         }
     }
 }
@@ -82,6 +107,13 @@ impl Metrics {
 
     pub fn set_emails_failed(&self, count: i64) {
         self.emails_failed.set(count);
+    }
+
+    pub fn set_curb(&self, spots: usize, current: bool, streams_open: usize) {
+        self.curb_spots.set(i64::try_from(spots).unwrap_or(i64::MAX));
+        self.curb_current.set(i64::from(current));
+        self.streams_open
+            .set(i64::try_from(streams_open).unwrap_or(i64::MAX));
     }
 
     pub fn encode(&self) -> String {

@@ -1,5 +1,6 @@
 //! What a `serve` replica knows of the curb: its picture (`picture`), whether the change
-//! feed keeps it current (`feed`), and the event streams it serves (`events`).
+//! feed keeps it current (`feed`), and the event streams it serves (`streams`, `events`).
+//! It is part of the application state, so it uses nothing above it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::events::Streams;
+use super::streams::Streams;
 use super::model::{Search, SearchCursor, Spot, SpotMatch};
 use super::picture::{Picture, Taken};
 

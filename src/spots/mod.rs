@@ -12,6 +12,7 @@ pub mod model;
 pub mod picture;
 mod routes;
 mod rules;
+mod streams;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
