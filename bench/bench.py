@@ -11,6 +11,11 @@
     bench/bench.py endings   10,000 reservations ending in the same minute: lateness, charges
                              per second, peak RSS, and spot search meanwhile; workers in the
                              API process, then in a separate `curbside worker` process
+    bench/bench.py curb      the live curb: GET /v1/spots from the picture vs pgbench running
+                             the plain PostGIS nearest-neighbour query, at 13k and 1,000,000
+                             spots (RSS and load time too); staleness from a booking on one
+                             replica to the other's search and stream; 10,000 open streams
+                             (`--only search|staleness|fanout` for one part)
 
 Every figure is the median of --runs runs (default 3), each --seconds long (default 10),
 and each comparison is against a baseline measured in the same run. Needs wrk and pgbench
@@ -20,13 +25,17 @@ and each comparison is against a baseline measured in the same run. Needs wrk an
 import argparse
 import json
 import os
+import asyncio
 import re
+import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -80,20 +89,27 @@ def build():
     return release_binary("curbside")
 
 
-class Server:
-    """The release server on PORT, with limits high enough not to meet."""
+def most_descriptors():
+    """Raises this process's open file limit to its hard limit (streams are connections)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    def __init__(self, binary, database_url, redis_url, extra_env=None, serve_args=()):
-        env = {**os.environ, "DATABASE_URL": database_url + "?sslmode=disable", "REDIS_URL": redis_url, "BIND_ADDR": f"127.0.0.1:{PORT}",
+
+class Server:
+    """The release server on `port` (PORT), with limits high enough not to meet."""
+
+    def __init__(self, binary, database_url, redis_url, extra_env=None, serve_args=(), port=PORT):
+        self.base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "DATABASE_URL": database_url + "?sslmode=disable", "REDIS_URL": redis_url, "BIND_ADDR": f"127.0.0.1:{port}",
                "RATE_LIMIT_PER_MINUTE": "1000000000", "AUTH_RATE_LIMIT_PER_MINUTE": "1000000000",
                "REDIS_KEY_PREFIX": f"bench-{os.getpid()}", "RUST_LOG": "warn", **(extra_env or {})}
         # Warnings and errors (RUST_LOG=warn) go to bench-server.log, to read after a run.
         self.log = open(os.path.join(tempfile.gettempdir(), "bench-server.log"), "a")
         self.process = subprocess.Popen([binary, "serve", *serve_args], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=self.log)
+                                        stderr=self.log, preexec_fn=most_descriptors)
         for _ in range(200):
             try:
-                urllib.request.urlopen(BASE + "/readyz", timeout=1)
+                urllib.request.urlopen(self.base + "/readyz", timeout=1)
                 return
             except OSError:
                 time.sleep(0.05)
@@ -101,6 +117,23 @@ class Server:
 
     def peak_rss_mb(self):
         return peak_rss_mb(self.process.pid)
+
+    def rss_mb(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", status.read()).group(1)) / 1024
+
+    def metric(self, name):
+        with urllib.request.urlopen(self.base + "/metrics", timeout=5) as response:
+            return float(re.search(rf"^{name} (\S+)$", response.read().decode(), re.M).group(1))
+
+    def wait_for_picture(self, timeout=600):
+        """Seconds until the picture of the curb is loaded and current."""
+        started = time.monotonic()
+        while self.metric("curbside_curb_current") != 1:
+            if time.monotonic() - started > timeout:
+                raise RuntimeError("the picture of the curb did not load")
+            time.sleep(0.05)
+        return time.monotonic() - started
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -202,9 +235,9 @@ def pgbench_sql():
     return re.sub(r"\$\d", lambda m: values[m.group(0)], sql)
 
 
-def pgbench(database_url, seconds):
+def pgbench(database_url, seconds, sql=None):
     script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
-    script.write(f"\\set lat {TIMES_SQUARE[0]}\n\\set lng {TIMES_SQUARE[1]}\n{pgbench_sql()};\n")
+    script.write(f"\\set lat {TIMES_SQUARE[0]}\n\\set lng {TIMES_SQUARE[1]}\n{sql or pgbench_sql()};\n")
     script.close()
     # The server's own session settings (src/db.rs), so the ceiling runs the same plan.
     env = dict(os.environ, PGOPTIONS="-c plan_cache_mode=force_generic_plan -c jit=off")
@@ -587,6 +620,263 @@ def bench_endings(args, admin_url, redis_url, binary):
     print(json.dumps(results, indent=2))
 
 
+# The plain PostGIS nearest-neighbour query: the 50 nearest spots with their columns, no
+# radius, no availability, no paging. What the picture of the curb is measured against.
+KNN_SQL = ("select id, meter_number, lat, lng, borough, street, side, from_street, to_street, facility, rule, "
+           "max_stay_minutes, rate_cents_per_hour, currency, active, "
+           "geog <-> st_setsrid(st_makepoint(:lng, :lat), 4326)::geography as distance_m "
+           "from spots order by geog <-> st_setsrid(st_makepoint(:lng, :lat), 4326)::geography limit 50")
+
+STREAM_LIMITS = {"MAX_STREAMS": "15000", "MAX_STREAMS_PER_CLIENT": "15000", "MAX_CONNECTIONS": "19000"}
+
+
+def percentiles(values):
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"p50": round(pick(0.50), 2), "p99": round(pick(0.99), 2), "max": round(ordered[-1], 2), "n": len(ordered)}
+
+
+def curb_search(args, database_url, redis_url, binary, label):
+    """GET /v1/spots from the picture against pgbench's plain nearest-neighbour query."""
+    started = time.monotonic()
+    server = Server(binary, database_url, redis_url, STREAM_LIMITS)
+    try:
+        server.wait_for_picture()
+        load_s = time.monotonic() - started
+        rss_loaded = server.rss_mb()
+        api, ceiling = [], []
+        for i in range(args.runs):
+            ceiling.append(pgbench(database_url, args.seconds, KNN_SQL))
+            api.append(wrk_result(wrk(SEARCH_PATH, 50, args.seconds)))
+            log(f"{label} run {i + 1}: api {api[-1]['rps']:.0f} req/s p99 {api[-1]['p99_ms']:.2f} ms, "
+                f"pgbench knn {ceiling[-1]:.0f} tps")
+        spots = server.metric("curbside_curb_spots")
+        rss_peak = server.peak_rss_mb()
+    finally:
+        server.stop()
+    return {
+        "spots": int(spots),
+        "start_until_picture_current_s": round(load_s, 2),
+        "api_rps": median(api, "rps"),
+        "api_p50_ms": median(api, "p50_ms"),
+        "api_p99_ms": median(api, "p99_ms"),
+        "api_non_2xx": sum(r["non_2xx"] for r in api),
+        "pgbench_knn_tps": statistics.median(ceiling),
+        "ratio": median(api, "rps") / statistics.median(ceiling),
+        "rss_after_load_mb": round(rss_loaded, 1),
+        "peak_rss_mb": round(rss_peak, 1),
+    }
+
+
+class StreamReader(threading.Thread):
+    """One SSE stream read on a thread: when each spot's `spot` event arrived."""
+
+    def __init__(self, base, query):
+        super().__init__(daemon=True)
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.sendall(f"GET /v1/spots/events?{query} HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
+        self.arrived = {}
+        self.snapshot = threading.Event()
+        self.start()
+
+    def run(self):
+        buffer = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return
+            now = time.monotonic()
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                if b"event: snapshot" in block:
+                    self.snapshot.set()
+                elif b"event: spot" in block:
+                    spot = re.search(rb'"id":"([0-9a-f-]{36})"', block).group(1).decode()
+                    self.arrived.setdefault(spot, now)
+
+
+def search_shows_taken(base, spot):
+    """Polls the replica's search until it shows `spot` taken; when it first did."""
+    path = f"/v1/spots?lat={spot['lat']}&lng={spot['lng']}&radius=0.001&available=false"
+    while True:
+        with urllib.request.urlopen(base + path, timeout=5) as response:
+            if any(item["id"] == spot["id"] for item in json.loads(response.read())["items"]):
+                return time.monotonic()
+
+
+def curb_staleness(args, database_url, redis_url, binary, stripe_env):
+    """Bookings through replica A (one at a time, while wrk searches replica B): how long
+    until B's search and a stream held on B show each one."""
+    one = Server(binary, database_url, redis_url, {**stripe_env, **STREAM_LIMITS})
+    two = Server(binary, database_url, redis_url, {**stripe_env, **STREAM_LIMITS}, port=PORT + 1)
+    try:
+        one.wait_for_picture()
+        two.wait_for_picture()
+        around = f"lat={TIMES_SQUARE[0]}&lng={TIMES_SQUARE[1]}&radius=1&available=true&limit=200"
+        with urllib.request.urlopen(two.base + "/v1/spots?" + around, timeout=5) as response:
+            spots = json.loads(response.read())["items"]
+        stream = StreamReader(two.base, f"lat={TIMES_SQUARE[0]}&lng={TIMES_SQUARE[1]}&radius=1")
+        stream.snapshot.wait(10)
+        load = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{args.seconds * 3}s", two.base + SEARCH_PATH],
+                                stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        to_search, to_stream, from_send = [], [], []
+        for spot in spots[:150]:
+            sent = time.monotonic()
+            call("POST", one.base + "/v1/reservations",
+                 {"spot_id": spot["id"], "duration_minutes": 30, "email": "stale@bench.example"})
+            answered = time.monotonic()
+            searched = search_shows_taken(two.base, spot)
+            while spot["id"] not in stream.arrived:
+                time.sleep(0.0005)
+            streamed = stream.arrived[spot["id"]]
+            to_search.append((searched - answered) * 1000)
+            to_stream.append((streamed - answered) * 1000)
+            from_send.append((max(searched, streamed) - sent) * 1000)
+        load.wait()
+    finally:
+        one.stop()
+        two.stop()
+    return {
+        "booking_answered_to_other_replicas_search_ms": percentiles(to_search),
+        "booking_answered_to_other_replicas_stream_ms": percentiles(to_stream),
+        "booking_sent_to_both_ms": percentiles(from_send),
+    }
+
+
+async def open_streams(base, centres, radius_km):
+    """Opens a stream per centre; returns, per stream, the spot ids of its snapshot and a
+    dict that fills with when each spot's event arrived."""
+    host, port = base.removeprefix("http://").split(":")
+    streams = [None] * len(centres)
+
+    async def one(n, lat, lng):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /v1/spots/events?lat={lat}&lng={lng}&radius={radius_km} HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        arrived, buffer, snapshot = {}, b"", None
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            now = time.monotonic()
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                if snapshot is None and b"event: snapshot" in block:
+                    snapshot = set(re.findall(rb'"id":"([0-9a-f-]{36})"', block))
+                    streams[n] = (snapshot, arrived)
+                elif b"event: spot" in block:
+                    arrived.setdefault(re.search(rb'"id":"([0-9a-f-]{36})"', block).group(1), now)
+
+    tasks = []
+    for n, (lat, lng) in enumerate(centres):
+        tasks.append(asyncio.create_task(one(n, lat, lng)))
+        if n % 200 == 199:
+            await asyncio.sleep(0.05)
+    return streams, tasks
+
+
+async def curb_fanout_async(server, spots, count):
+    most_descriptors()
+    rss_before = server.rss_mb()
+    centres = [(spot["lat"], spot["lng"]) for spot in spots[:count]]
+    streams, tasks = await open_streams(server.base, centres, 0.2)
+    started = time.monotonic()
+    while sum(stream is not None for stream in streams) < count:
+        if time.monotonic() - started > 300:
+            raise RuntimeError(f"only {sum(s is not None for s in streams)} streams opened")
+        await asyncio.sleep(0.2)
+    opened_s = time.monotonic() - started
+    await asyncio.sleep(2)
+    rss_open = server.rss_mb()
+    open_count = server.metric("curbside_streams_open")
+    watched = {}
+    for snapshot, arrived in streams:
+        for spot in snapshot:
+            watched.setdefault(spot, []).append(arrived)
+    targets = sorted(watched, key=lambda spot: -len(watched[spot]))[:60]
+    last, each, last_from_sent = [], [], []
+    loop = asyncio.get_running_loop()
+    for spot in targets:
+        body = {"spot_id": spot.decode(), "duration_minutes": 30, "email": "fanout@bench.example"}
+        sent = time.monotonic()
+        await loop.run_in_executor(None, call, "POST", server.base + "/v1/reservations", body)
+        answered = time.monotonic()
+        concerned = watched[spot]
+        deadline = answered + 10
+        while any(spot not in arrived for arrived in concerned) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        missing = sum(spot not in arrived for arrived in concerned)
+        if missing:
+            raise RuntimeError(f"{missing} of {len(concerned)} streams never heard of a booking")
+        delays = [(arrived[spot] - answered) * 1000 for arrived in concerned]
+        each.extend(delays)
+        last.append(max(delays))
+        last_from_sent.append(max(arrived[spot] - sent for arrived in concerned) * 1000)
+        await asyncio.sleep(0.2)
+    for task in tasks:
+        task.cancel()
+    return {
+        "streams": int(open_count),
+        "opening_all_s": round(opened_s, 1),
+        "rss_before_mb": round(rss_before, 1),
+        "rss_with_streams_mb": round(rss_open, 1),
+        "kib_per_stream": round((rss_open - rss_before) * 1024 / count, 1),
+        "streams_per_booking": percentiles([len(watched[spot]) for spot in targets]),
+        "booking_answered_to_last_concerned_stream_ms": percentiles(last),
+        "booking_answered_to_each_concerned_stream_ms": percentiles(each),
+        "booking_sent_to_last_concerned_stream_ms": percentiles(last_from_sent),
+    }
+
+
+def curb_fanout(args, database_url, redis_url, binary, stripe_env, count=10_000):
+    """10,000 streams of 200 m circles around random spots; bookings of the spots most
+    watched: from each booking's answer to the last concerned stream's event."""
+    server = Server(binary, database_url, redis_url, {**stripe_env, **STREAM_LIMITS})
+    try:
+        server.wait_for_picture()
+        ids = run(["psql", database_url, "-qtAc",
+                   f"select id || ',' || lat || ',' || lng from spots order by md5(id::text) limit {count}"]).split()
+        spots = [dict(zip(["id", "lat", "lng"], row.split(","))) for row in ids]
+        return asyncio.run(curb_fanout_async(server, spots, count))
+    finally:
+        server.stop()
+
+
+def bench_curb(args, admin_url, redis_url, binary):
+    results = {}
+    sizes = [("13k", 0), ("1m", 1_000_000 - 13_415)] if args.only in (None, "search") else []
+    for label, synthetic in sizes:
+        database_url = fresh_database(admin_url, f"curbside_bench_curb_{label}")
+        run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+        import_nyc(binary, database_url)
+        if synthetic:
+            log(f"adding {synthetic} synthetic spots")
+            run(["psql", database_url, "-qc", SYNTHETIC_SQL.format(count=synthetic)])
+        run(["psql", database_url, "-qc", "vacuum analyze spots"])
+        results[f"search_{label}"] = curb_search(args, database_url, redis_url, binary, label)
+        log(f"search {label}: {results[f'search_{label}']}")
+    database_url = fresh_database(admin_url, "curbside_bench_curb_live")
+    run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+    import_nyc(binary, database_url)
+    stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}"],
+                              env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
+    stripe_env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
+                  "STRIPE_WEBHOOK_SECRET": "whsec_bench", "MAIL_DIR": tempfile.mkdtemp(prefix="bench-mail-")}
+    try:
+        if args.only in (None, "staleness"):
+            results["staleness"] = curb_staleness(args, database_url, redis_url, binary, stripe_env)
+            log(f"staleness: {results['staleness']}")
+        if args.only in (None, "fanout"):
+            results["fanout"] = curb_fanout(args, database_url, redis_url, binary, stripe_env)
+    finally:
+        stripe.terminate()
+    print(json.dumps(results, indent=2))
+
+
 def peak_rss_mb(pid):
     with open(f"/proc/{pid}/status") as status:
         return int(re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1)) / 1024
@@ -597,14 +887,17 @@ def main():
     # pgbench and psql alike (as on a compose network).
     os.environ["PGSSLMODE"] = "disable"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=["auth", "search", "booking", "endings"])
+    parser.add_argument("workload", choices=["auth", "search", "booking", "endings", "curb"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--only", choices=["search", "staleness", "fanout"],
+                        help="curb: one of its three parts")
     args = parser.parse_args()
     ensure_tools()
     admin_url, redis_url = services_env()
     binary = build()
-    {"auth": bench_auth, "search": bench_search, "booking": bench_booking, "endings": bench_endings}[args.workload](
+    {"auth": bench_auth, "search": bench_search, "booking": bench_booking, "endings": bench_endings,
+     "curb": bench_curb}[args.workload](
         args, admin_url, redis_url, binary)
 
 

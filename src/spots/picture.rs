@@ -8,8 +8,8 @@
 //! and a cursor from either works with the other. `tests/api/curb.rs` checks it against
 //! the SQL for random searches.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -50,20 +50,28 @@ pub fn distance_m(spot_lat: f64, spot_lng: f64, lat: f64, lng: f64) -> f64 {
 
 /// A point on the unit sphere. The straight-line distance between two of them grows with
 /// their great-circle distance, so the R-tree's nearest-first walk in 3-D is nearest
-/// first on the globe, with no trouble at the antimeridian or the poles.
-fn unit_vector(lat: f64, lng: f64) -> [f64; 3] {
+/// first on the globe, with no trouble at the antimeridian or the poles. In `f32`, which
+/// halves the tree at a million spots: a point moves by at most a metre on the ground, and
+/// the walk allows for that (`SLACK_M`) before the exact distance decides.
+fn unit_vector(lat: f64, lng: f64) -> [f32; 3] {
     let (lat, lng) = (lat.to_radians(), lng.to_radians());
-    [lat.cos() * lng.cos(), lat.cos() * lng.sin(), lat.sin()]
+    [
+        (lat.cos() * lng.cos()) as f32,
+        (lat.cos() * lng.sin()) as f32,
+        lat.sin() as f32,
+    ]
 }
 
-/// The squared straight-line distance that a great-circle distance of `metres` is, a
-/// hair larger so that rounding never leaves out a spot the SQL would include.
-fn chord_squared(metres: f64) -> f64 {
-    let chord = 2.0
-        * (metres / (2.0 * SPHERE_RADIUS_M))
-            .min(std::f64::consts::FRAC_PI_2)
-            .sin();
-    chord * chord * (1.0 + 1e-9) + 1e-18
+/// How far, on the ground, the tree's `f32` order may stray from the exact one (at most
+/// about a metre; five to be sure).
+const SLACK_M: f64 = 5.0;
+
+/// The squared straight-line distance that a great-circle distance of `metres` (and the
+/// slack) is: the walk stops past it.
+fn chord_squared(metres: f64) -> f32 {
+    let angle = ((metres + SLACK_M) / SPHERE_RADIUS_M).min(std::f64::consts::PI);
+    let chord = 2.0 * (angle / 2.0).sin();
+    (chord * chord) as f32
 }
 
 /// A time a live reservation takes its spot: `[starts_at, ends_at)`, until `lapses_at`
@@ -89,26 +97,32 @@ impl Taken {
 #[derive(Default)]
 struct Strings {
     texts: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
+    index: HashMap<Arc<str>, Text>,
 }
 
+/// An interned text: its place in `Strings::texts`, plus one (so `Option<Text>` is four
+/// bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Text(u32);
+struct Text(NonZeroU32);
 
 impl Strings {
     fn intern(&mut self, text: &str) -> Text {
         if let Some(&at) = self.index.get(text) {
-            return Text(at);
+            return at;
         }
-        let at = u32::try_from(self.texts.len()).expect("fewer than 4 billion distinct texts");
+        let at = u32::try_from(self.texts.len() + 1)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .map(Text)
+            .expect("fewer than 4 billion distinct texts");
         let text: Arc<str> = Arc::from(text);
         self.texts.push(text.clone());
         self.index.insert(text, at);
-        Text(at)
+        at
     }
 
     fn get(&self, text: Text) -> String {
-        self.texts[text.0 as usize].to_string()
+        self.texts[text.0.get() as usize - 1].to_string()
     }
 }
 
@@ -129,7 +143,8 @@ struct Entry {
     rate_cents_per_hour: i32,
     currency: Text,
     active: bool,
-    taken: Vec<Taken>,
+    /// Mostly empty, and then no allocation.
+    taken: Box<[Taken]>,
 }
 
 impl Entry {
@@ -142,7 +157,7 @@ impl Entry {
     }
 }
 
-type Located = GeomWithData<[f64; 3], u32>;
+type Located = GeomWithData<[f32; 3], u32>;
 
 /// Where a spot is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,24 +173,33 @@ pub struct PictureBuilder {
 }
 
 impl PictureBuilder {
+    /// Adds a spot (each once: they come from the table's primary key).
     pub fn add(&mut self, spot: Spot) {
         let picture = &mut self.picture;
-        let slot = picture.slot_for(spot.id);
+        let slot = u32::try_from(picture.entries.len()).expect("fewer than 4 billion spots");
         if spot.active {
             self.located
                 .push(Located::new(unit_vector(spot.lat, spot.lng), slot));
         }
-        picture.entries[slot as usize] = Some(picture.entry(spot, Vec::new()));
+        picture.slots.push((spot.id, slot));
+        let entry = picture.entry(spot, Vec::new());
+        picture.entries.push(Some(entry));
     }
 
     /// The picture, with these live reservations (`(spot id, taken)`).
     pub fn finish(mut self, taken: Vec<(Uuid, Taken)>) -> Picture {
+        let picture = &mut self.picture;
+        picture.slots.sort_unstable();
+        let mut by_spot: HashMap<Uuid, Vec<Taken>> = HashMap::new();
         for (spot_id, taken) in taken {
-            if let Some(entry) = self.picture.entry_mut(spot_id) {
-                entry.taken.push(taken);
+            by_spot.entry(spot_id).or_default().push(taken);
+        }
+        for (spot_id, taken) in by_spot {
+            if let Some(entry) = picture.entry_mut(spot_id) {
+                entry.taken = taken.into_boxed_slice();
             }
         }
-        self.picture.tree = RTree::bulk_load(self.located);
+        picture.tree = RTree::bulk_load(self.located);
         self.picture
     }
 }
@@ -185,7 +209,8 @@ impl PictureBuilder {
 #[derive(Default)]
 pub struct Picture {
     entries: Vec<Option<Entry>>,
-    slots: BTreeMap<Uuid, u32>,
+    /// Sorted by id: a map of a million would take twice the memory.
+    slots: Vec<(Uuid, u32)>,
     tree: RTree<Located>,
     strings: Strings,
 }
@@ -208,14 +233,23 @@ impl Picture {
         self.slots.is_empty()
     }
 
+    fn slot_of(&self, id: Uuid) -> Option<u32> {
+        let at = self.slots.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(self.slots[at].1)
+    }
+
+    /// The slot of a spot, given one if it is new (a spot created since the picture was
+    /// loaded: rare, so inserting into the sorted ids is fine).
     fn slot_for(&mut self, id: Uuid) -> u32 {
-        if let Some(&slot) = self.slots.get(&id) {
-            return slot;
+        match self.slots.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => self.slots[at].1,
+            Err(at) => {
+                let slot = u32::try_from(self.entries.len()).expect("fewer than 4 billion spots");
+                self.entries.push(None);
+                self.slots.insert(at, (id, slot));
+                slot
+            }
         }
-        let slot = u32::try_from(self.entries.len()).expect("fewer than 4 billion spots");
-        self.entries.push(None);
-        self.slots.insert(id, slot);
-        slot
     }
 
     fn entry(&mut self, spot: Spot, taken: Vec<Taken>) -> Entry {
@@ -236,17 +270,17 @@ impl Picture {
             max_stay_minutes: spot.max_stay_minutes,
             rate_cents_per_hour: spot.rate_cents_per_hour,
             active: spot.active,
-            taken,
+            taken: taken.into_boxed_slice(),
         }
     }
 
     fn entry_mut(&mut self, id: Uuid) -> Option<&mut Entry> {
-        let slot = *self.slots.get(&id)?;
+        let slot = self.slot_of(id)?;
         self.entries[slot as usize].as_mut()
     }
 
     fn get(&self, id: Uuid) -> Option<&Entry> {
-        let slot = *self.slots.get(&id)?;
+        let slot = self.slot_of(id)?;
         self.entries[slot as usize].as_ref()
     }
 
@@ -270,7 +304,9 @@ impl Picture {
                 self.entries[slot as usize] = Some(self.entry(spot, taken));
             }
             None => {
-                self.slots.remove(&id);
+                if let Ok(at) = self.slots.binary_search_by_key(&id, |(id, _)| *id) {
+                    self.slots.remove(at);
+                }
             }
         }
     }
@@ -383,10 +419,10 @@ impl Picture {
                     Some(SearchCursor::ById { id }) => id,
                     _ => Uuid::nil(),
                 };
-                let found: Vec<SpotMatch> = self
-                    .slots
-                    .range((Bound::Excluded(after), Bound::Unbounded))
-                    .filter_map(|(_, &slot)| self.entries[slot as usize].as_ref())
+                let first = self.slots.partition_point(|(id, _)| *id <= after);
+                let found: Vec<SpotMatch> = self.slots[first..]
+                    .iter()
+                    .filter_map(|&(_, slot)| self.entries[slot as usize].as_ref())
                     .filter(|entry| entry.active && wanted(entry))
                     .take(rows)
                     .map(|entry| SpotMatch {
@@ -416,9 +452,8 @@ impl Picture {
             }) => distance > distance_m || (distance == distance_m && id > after_id),
             _ => true,
         };
-        // The tree orders by straight-line distance, which can disagree with the exact
-        // distance in the last bits: once there are enough rows, read on while the exact
-        // distance could still be as small as the farthest row's.
+        // The tree's order is nearest first to within `SLACK_M`: once there are enough
+        // rows, read on while a spot could still be nearer than the farthest of them.
         let mut found: Vec<(f64, &Entry)> = Vec::new();
         let mut enough_at = f64::INFINITY;
         for (distance, entry) in self.nearest(circle) {
@@ -428,7 +463,7 @@ impl Picture {
             if after(distance, entry.id) && wanted(entry) {
                 found.push((distance, entry));
                 if found.len() == rows && enough_at.is_infinite() {
-                    enough_at = distance * (1.0 + 1e-9);
+                    enough_at = distance + 2.0 * SLACK_M;
                 }
             }
         }
