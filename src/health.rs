@@ -98,11 +98,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.set_emails_failed(count);
     }
     let spots = state.curb.picture().len();
-    state.metrics.set_curb(
-        spots,
-        state.curb.is_current(),
-        state.curb.streams.open(),
-    );
+    state
+        .metrics
+        .set_curb(spots, state.curb.is_current(), state.curb.streams.open());
     (
         [(
             header::CONTENT_TYPE,

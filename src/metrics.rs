@@ -110,7 +110,8 @@ impl Metrics {
     }
 
     pub fn set_curb(&self, spots: usize, current: bool, streams_open: usize) {
-        self.curb_spots.set(i64::try_from(spots).unwrap_or(i64::MAX));
+        self.curb_spots
+            .set(i64::try_from(spots).unwrap_or(i64::MAX));
         self.curb_current.set(i64::from(current));
         self.streams_open
             .set(i64::try_from(streams_open).unwrap_or(i64::MAX));

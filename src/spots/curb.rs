@@ -3,16 +3,16 @@
 //! It is part of the application state, so it uses nothing above it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::streams::Streams;
-use super::model::{Search, SearchCursor, Spot, SpotMatch};
-use super::picture::{Picture, Taken};
+use super::model::{Search, SearchCursor, Spot, SpotMatch, Taken};
+use super::picture::Picture;
+use super::streams::{Change, Streams};
 
 /// How long after the feed's last successful read the picture still counts as current.
 /// The feed reads at least every second, so this passes only when PostgreSQL is out of
@@ -25,7 +25,7 @@ pub struct Curb {
     /// or the feed is down).
     last_read: AtomicU64,
     started: Instant,
-    pub streams: Streams,
+    pub streams: Arc<Streams>,
     /// Ends every stream when the server shuts down (a stream would otherwise keep its
     /// connection, and the graceful shutdown, waiting for ever).
     closing: CancellationToken,
@@ -37,7 +37,10 @@ impl Curb {
             picture: RwLock::new(Picture::default()),
             last_read: AtomicU64::new(0),
             started: Instant::now(),
-            streams: Streams::new(max_streams as usize, max_streams_per_client as usize),
+            streams: Arc::new(Streams::new(
+                max_streams as usize,
+                max_streams_per_client as usize,
+            )),
             closing: CancellationToken::new(),
         }
     }
@@ -79,6 +82,19 @@ impl Curb {
         for (id, spot, taken) in spots {
             picture.set(id, spot, taken);
         }
+    }
+
+    /// Hands these changes (in id order, all at most `settled`) to the streams whose
+    /// circle holds their spot.
+    pub(super) fn deliver(&self, settled: i64, changes: Vec<Change>) {
+        let located = {
+            let picture = self.picture();
+            changes
+                .into_iter()
+                .map(|change| (change, picture.position(change.1)))
+                .collect()
+        };
+        self.streams.deliver(settled, located);
     }
 
     pub(super) fn mark_read(&self) {

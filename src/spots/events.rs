@@ -97,11 +97,7 @@ pub async fn stream(
         ));
     }
     let client = client_ip(&headers, Some(peer), state.config.trust_forwarded_for);
-    let registration =
-        state
-            .curb
-            .streams
-            .register(state.curb.clone(), watch, client, last_event_id)?;
+    let registration = state.curb.streams.register(watch, client, last_event_id)?;
     let mut events = Events {
         state,
         watch,

@@ -220,10 +220,7 @@ async fn read(
         state.curb.refresh(refreshed);
     }
     let settled = at.settled();
-    state
-        .curb
-        .streams
-        .deliver(&state.curb, settled, at.settle());
+    state.curb.deliver(settled, at.settle());
     state.curb.mark_read();
     Ok(read.changes.len() as i64 >= READ_LIMIT)
 }

@@ -9,6 +9,7 @@ mod events;
 pub mod feed;
 pub mod import;
 pub mod model;
+mod paging;
 pub mod picture;
 mod routes;
 mod rules;

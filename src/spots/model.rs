@@ -62,6 +62,24 @@ pub struct SpotMatch {
     pub distance_m: Option<f64>,
 }
 
+/// A time a live reservation takes its spot: `[starts_at, ends_at)`, until `lapses_at`
+/// for a hold waiting for its card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub lapses_at: Option<DateTime<Utc>>,
+}
+
+impl Taken {
+    /// The SQL's `live_sql!` and overlap test: confirmed, or held and not lapsed.
+    pub fn blocks(&self, window: &TimeWindow, now: DateTime<Utc>) -> bool {
+        self.lapses_at.is_none_or(|lapses_at| lapses_at > now)
+            && self.ends_at > window.starts_at
+            && self.starts_at < window.ends_at
+    }
+}
+
 /// A time a spot is taken.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BusyInterval {

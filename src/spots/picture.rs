@@ -17,8 +17,8 @@ use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use uuid::Uuid;
 
-use super::db::{nearest_cursor, page_of_nearest};
-use super::model::{Circle, Facility, Search, SearchCursor, Spot, SpotMatch};
+use super::model::{Circle, Facility, Search, SearchCursor, Spot, SpotMatch, Taken};
+use super::paging::{nearest_cursor, page_of_nearest};
 use crate::pagination;
 use crate::time_window::TimeWindow;
 
@@ -72,24 +72,6 @@ fn chord_squared(metres: f64) -> f32 {
     let angle = ((metres + SLACK_M) / SPHERE_RADIUS_M).min(std::f64::consts::PI);
     let chord = 2.0 * (angle / 2.0).sin();
     (chord * chord) as f32
-}
-
-/// A time a live reservation takes its spot: `[starts_at, ends_at)`, until `lapses_at`
-/// for a hold waiting for its card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Taken {
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub lapses_at: Option<DateTime<Utc>>,
-}
-
-impl Taken {
-    /// The SQL's `live_sql!` and overlap test: confirmed, or held and not lapsed.
-    fn blocks(&self, window: &TimeWindow, now: DateTime<Utc>) -> bool {
-        self.lapses_at.is_none_or(|lapses_at| lapses_at > now)
-            && self.ends_at > window.starts_at
-            && self.starts_at < window.ends_at
-    }
 }
 
 /// Interned text: a city's spots repeat a few thousand street names, five boroughs and a

@@ -12,9 +12,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::curb::Curb;
 use super::model::Watch;
-use super::picture::distance_m;
+use super::picture::{Position, distance_m};
 use crate::error::{AppError, AppResult};
 
 /// Changes waiting for one stream's client before it is told to resync instead.
@@ -71,7 +70,7 @@ pub(super) enum Start {
 
 /// A stream's place among the open ones; leaving it (the client went) closes it there.
 pub(super) struct Registration {
-    curb: Arc<Curb>,
+    streams: Arc<Streams>,
     id: u64,
     client: IpAddr,
     pub(super) queue: mpsc::Receiver<Change>,
@@ -83,7 +82,7 @@ pub(super) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut registry = self.curb.streams.lock();
+        let mut registry = self.streams.lock();
         registry.open.remove(&self.id);
         if let Some(count) = registry.per_client.get_mut(&self.client) {
             *count -= 1;
@@ -137,18 +136,12 @@ impl Streams {
         }
     }
 
-    /// Hands these changes (in id order, all at most `settled`) to the streams whose
-    /// circle holds their spot, and remembers them for streams that resume.
-    pub(super) fn deliver(&self, curb: &Curb, settled: i64, changes: Vec<Change>) {
-        let positions: Vec<_> = {
-            let picture = curb.picture();
-            changes
-                .iter()
-                .map(|&(_, spot_id)| picture.position(spot_id))
-                .collect()
-        };
+    /// Hands these changes (in id order, all at most `settled`, each with where its spot
+    /// is) to the streams whose circle holds the spot, and remembers them for streams that
+    /// resume.
+    pub(super) fn deliver(&self, settled: i64, changes: Vec<(Change, Option<Position>)>) {
         let mut registry = self.lock();
-        for (&change, position) in changes.iter().zip(positions) {
+        for (change, position) in changes {
             if let Some(position) = position {
                 for watcher in registry.open.values() {
                     if watcher.concerns(position.lat, position.lng)
@@ -169,8 +162,7 @@ impl Streams {
     }
 
     pub(super) fn register(
-        &self,
-        curb: Arc<Curb>,
+        self: &Arc<Self>,
         watch: Watch,
         client: IpAddr,
         last_event_id: Option<i64>,
@@ -218,7 +210,7 @@ impl Streams {
         };
         drop(registry);
         Ok(Registration {
-            curb,
+            streams: self.clone(),
             id,
             client,
             queue,
@@ -228,4 +220,3 @@ impl Streams {
         })
     }
 }
-
