@@ -278,7 +278,10 @@ async fn when_redis_loses_every_job_the_reconciler_still_finishes(db: PgPool) {
     .await;
     let held_id = Uuid::parse_str(held["reservation"]["id"].as_str().unwrap()).unwrap();
 
-    end_in(&app, id, &token, 1).await;
+    // Far enough ahead that the jobs are flushed before the end job could run, even on a
+    // loaded machine (had it run, its charge job would be flushed instead, and the
+    // reconciler would wait a minute before retrying a charge it believes is in flight).
+    end_in(&app, id, &token, 4).await;
     sqlx::query(
         "update reservations set hold_expires_at = now() + interval '1 second' where id = $1",
     )
