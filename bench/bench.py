@@ -246,16 +246,26 @@ def pgbench(database_url, seconds, sql=None):
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+# The two sizes search is measured at: the NYC snapshot, and a million spots.
+SEARCH_SIZES = [("13k", 0), ("1m", 1_000_000 - 13_415)]
+
+
+def spots_database(binary, admin_url, name, synthetic=0):
+    """A fresh, migrated database with the NYC snapshot and `synthetic` spots more."""
+    database_url = fresh_database(admin_url, name)
+    run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
+    import_nyc(binary, database_url)
+    if synthetic:
+        log(f"adding {synthetic} synthetic spots")
+        run(["psql", database_url, "-qc", SYNTHETIC_SQL.format(count=synthetic)])
+    run(["psql", database_url, "-qc", "vacuum analyze spots"])
+    return database_url
+
+
 def bench_search(args, admin_url, redis_url, binary):
     results = {}
-    for label, synthetic in [("13k", 0), ("1m", 1_000_000 - 13_415)]:
-        database_url = fresh_database(admin_url, f"curbside_bench_search_{label}")
-        run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
-        import_nyc(binary, database_url)
-        if synthetic:
-            log(f"adding {synthetic} synthetic spots")
-            run(["psql", database_url, "-qc", SYNTHETIC_SQL.format(count=synthetic)])
-        run(["psql", database_url, "-qc", "analyze spots"])
+    for label, synthetic in SEARCH_SIZES:
+        database_url = spots_database(binary, admin_url, f"curbside_bench_search_{label}", synthetic)
         server = Server(binary, database_url, redis_url)
         try:
             api, ceiling = [], []
@@ -281,6 +291,14 @@ def bench_search(args, admin_url, redis_url, binary):
 
 STRIPE_PORT = 12112
 SMTP_PORT = 2526
+
+
+def start_stripe():
+    """The Stripe imitation on STRIPE_PORT, and the server settings that point at it."""
+    stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}"],
+                              env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
+    return stripe, {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
+                    "STRIPE_WEBHOOK_SECRET": "whsec_bench"}
 
 
 def booking_script(spot_ids, windows, drivers=None):
@@ -395,10 +413,7 @@ def bench_booking(args, admin_url, redis_url, binary):
     spot_ids = run(["psql", database_url, "-qtAc", "select id from spots order by id"]).split()
     run(["psql", database_url, "-qc", "create table bench_spot_ids (n serial primary key, id uuid not null); "
          "insert into bench_spot_ids (id) select id from spots order by id"])
-    stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}"],
-                              env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
-    stripe_env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
-                  "STRIPE_WEBHOOK_SECRET": "whsec_bench"}
+    stripe, stripe_env = start_stripe()
     # Confirmed bookings email their driver: a mail server that accepts and discards.
     smtp = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer",
                              f"127.0.0.1:{SMTP_PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -848,24 +863,14 @@ def curb_fanout(args, database_url, redis_url, binary, stripe_env, count=10_000)
 
 def bench_curb(args, admin_url, redis_url, binary):
     results = {}
-    sizes = [("13k", 0), ("1m", 1_000_000 - 13_415)] if args.only in (None, "search") else []
+    sizes = SEARCH_SIZES if args.only in (None, "search") else []
     for label, synthetic in sizes:
-        database_url = fresh_database(admin_url, f"curbside_bench_curb_{label}")
-        run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
-        import_nyc(binary, database_url)
-        if synthetic:
-            log(f"adding {synthetic} synthetic spots")
-            run(["psql", database_url, "-qc", SYNTHETIC_SQL.format(count=synthetic)])
-        run(["psql", database_url, "-qc", "vacuum analyze spots"])
+        database_url = spots_database(binary, admin_url, f"curbside_bench_curb_{label}", synthetic)
         results[f"search_{label}"] = curb_search(args, database_url, redis_url, binary, label)
         log(f"search {label}: {results[f'search_{label}']}")
-    database_url = fresh_database(admin_url, "curbside_bench_curb_live")
-    run([binary, "migrate"], env=dict(os.environ, DATABASE_URL=database_url, RUST_LOG="warn"))
-    import_nyc(binary, database_url)
-    stripe = subprocess.Popen([release_binary("fake-stripe"), "--bind", f"127.0.0.1:{STRIPE_PORT}"],
-                              env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL)
-    stripe_env = {"STRIPE_API_BASE": f"http://127.0.0.1:{STRIPE_PORT}/", "STRIPE_SECRET_KEY": "sk_test_bench",
-                  "STRIPE_WEBHOOK_SECRET": "whsec_bench", "MAIL_DIR": tempfile.mkdtemp(prefix="bench-mail-")}
+    database_url = spots_database(binary, admin_url, "curbside_bench_curb_live")
+    stripe, stripe_env = start_stripe()
+    stripe_env["MAIL_DIR"] = tempfile.mkdtemp(prefix="bench-mail-")
     try:
         if args.only in (None, "staleness"):
             results["staleness"] = curb_staleness(args, database_url, redis_url, binary, stripe_env)
