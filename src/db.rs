@@ -53,16 +53,27 @@ async fn check_reachable(options: &PgConnectOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Session settings for every connection, measured on the spot search (BENCHMARKS.md):
+/// Session settings for every connection of the server, measured on the spot search
+/// (BENCHMARKS.md):
 /// - generic plans: every query of the app is a prepared statement whose generic plan is as
 ///   good as a custom one, and PostgreSQL would otherwise re-plan the search on every call
 ///   (its generic cost estimate looks worse on paper), spending more planning than running;
 /// - no JIT: with a million spots that pessimistic estimate crosses `jit_above_cost`, and
-///   compiling the query took 400 ms of a 1 ms search.
+///   compiling the query took 400 ms of a 1 ms search;
+/// - changes to the curb not announced with `NOTIFY`: it would make every booking commit
+///   alone (migration 0013); the replicas' feed readers poll the change log instead.
+pub fn with_session_settings(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("jit", "off"),
+        ("curbside.announce_changes", "off"),
+    ])
+}
+
 fn connect_options(url: &str, name: &str) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| format!("{name} is not a valid PostgreSQL URL"))?;
-    Ok(options.options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]))
+    Ok(with_session_settings(options))
 }
 
 /// The pool for read-only queries: the replica at `DATABASE_READ_URL`, or the primary.

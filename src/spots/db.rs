@@ -371,17 +371,40 @@ pub fn all_spots(
 }
 
 /// The times live reservations take their spots: held ones until their hold lapses.
-/// `spot_ids`: only these spots' (`None`: every spot's).
-pub async fn taken(
+pub async fn taken(conn: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, Taken)>> {
+    let rows = sqlx::query!(
+        r#"select spot_id, starts_at, ends_at,
+                  case when status = 'held' then hold_expires_at end as "lapses_at?"
+           from reservations
+           where status in ('held', 'confirmed')"#,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let taken = Taken {
+                starts_at: row.starts_at,
+                ends_at: row.ends_at,
+                lapses_at: row.lapses_at,
+            };
+            (row.spot_id, taken)
+        })
+        .collect())
+}
+
+/// [`taken`] for these spots only. A query of its own: with `$1 is null or …` the generic
+/// plan (`db::connect_options`) read every live reservation of the city on each feed read.
+pub async fn taken_of(
     conn: impl sqlx::PgExecutor<'_>,
-    spot_ids: Option<&[Uuid]>,
+    spot_ids: &[Uuid],
 ) -> sqlx::Result<Vec<(Uuid, Taken)>> {
     let rows = sqlx::query!(
         r#"select spot_id, starts_at, ends_at,
                   case when status = 'held' then hold_expires_at end as "lapses_at?"
            from reservations
-           where status in ('held', 'confirmed') and ($1::uuid[] is null or spot_id = any($1))"#,
-        spot_ids as Option<&[Uuid]>,
+           where status in ('held', 'confirmed') and spot_id = any($1)"#,
+        spot_ids,
     )
     .fetch_all(conn)
     .await?;

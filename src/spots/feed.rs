@@ -1,7 +1,10 @@
 //! The change feed's reader, one per `serve` replica: loads the picture of the curb, then
-//! follows `spot_changes` (migration 0012) on a connection of its own that `LISTEN`s for
-//! the commit of each change, refreshes the picture with the changed spots and hands the
-//! changes, in id order and each once, to the replica's event streams.
+//! follows `spot_changes` (migration 0012) on a connection of its own, refreshes the
+//! picture with the changed spots and hands the changes, in id order and each once, to the
+//! replica's event streams. It reads the log every [`POLL`]: the server's own writes do not
+//! announce their changes (a `NOTIFY` would make every booking commit alone, migration
+//! 0013); the connection also `LISTEN`s, so a change made by any other writer (psql, an
+//! operator's script) is read as soon as it commits.
 //!
 //! Ids are taken in one order and committed in another, so a read may see change 11
 //! before change 10 commits. Streams must get them in id order (a `Last-Event-ID` of 11
@@ -26,15 +29,16 @@ use super::db::{self, FeedRead};
 use super::picture::Picture;
 use crate::state::AppState;
 
-/// The channel the triggers of migration 0012 notify.
+/// The channel the triggers of migration 0012 notify for writers other than the server.
 const CHANNEL: &str = "spot_changes";
 /// How long the change log keeps a change (the reconciler deletes older ones).
 pub const RETENTION: Duration = Duration::from_secs(60 * 60);
-/// The reader reads at least this often: a notification may be lost with its connection,
-/// and a read that succeeds is what keeps the picture counted as current.
-const IDLE_READ: Duration = Duration::from_secs(1);
-/// How often it looks again while an earlier change is still in flight.
-const GAP_READ: Duration = Duration::from_millis(20);
+/// How often the reader reads the log: what bounds how stale a change is here (BENCHMARKS.md
+/// measures it, against a goal of 100 ms at p99). A read that finds nothing is one index
+/// probe, and a read that succeeds is what keeps the picture counted as current.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the reader waits before reconnecting after a failure.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// A read slower than this counts as PostgreSQL being out of reach.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Changes read at once.
@@ -117,7 +121,7 @@ pub async fn run(state: AppState) {
                 error = format!("{error:#}"),
                 "the change feed stopped; reconnecting"
             );
-            tokio::time::sleep(IDLE_READ).await;
+            tokio::time::sleep(RECONNECT_AFTER).await;
         }
     }
 }
@@ -147,11 +151,6 @@ async fn follow(state: &AppState, position: &mut Option<Position>) -> anyhow::Re
         if more {
             continue;
         }
-        let wait = if at.missing.is_empty() {
-            IDLE_READ
-        } else {
-            GAP_READ
-        };
         tokio::select! {
             notification = listener.try_recv() => {
                 // `None`: the connection was lost and is re-established by the next call;
@@ -160,7 +159,7 @@ async fn follow(state: &AppState, position: &mut Option<Position>) -> anyhow::Re
                     while listener.next_buffered().is_some() {}
                 }
             }
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(POLL) => {}
         }
     }
 }
@@ -179,7 +178,7 @@ async fn load(state: &AppState) -> anyhow::Result<Position> {
         picture.add(spot);
     }
     drop(spots);
-    let taken = db::taken(&mut *tx, None).await?;
+    let taken = db::taken(&mut *tx).await?;
     tx.commit().await?;
     let picture = picture.finish(taken);
     tracing::info!(
@@ -208,7 +207,7 @@ async fn read(
         changed.sort_unstable();
         changed.dedup();
         let spots = db::spots_by_id(&mut *listener, &changed).await?;
-        let mut taken = db::taken(&mut *listener, Some(&changed)).await?;
+        let mut taken = db::taken_of(&mut *listener, &changed).await?;
         let refreshed = changed
             .iter()
             .map(|&id| {

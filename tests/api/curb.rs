@@ -177,6 +177,42 @@ async fn a_booking_on_one_replica_reaches_a_stream_on_the_other_within_a_second(
     }
 }
 
+/// A notifying commit takes a cluster-wide lock until it is flushed, so the server's own
+/// writes are not announced (bookings would commit one at a time): replicas poll the log.
+/// Any other writer's changes are announced, and read at once.
+#[sqlx::test(migrator = "curbside::db::MIGRATOR")]
+async fn only_writers_other_than_the_server_notify(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let spot = insert_spot(&db, "QUIET-1", 40.7585, -73.9850, 120, 450).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
+    listener.listen("spot_changes").await.unwrap();
+    let logged = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from spot_changes where spot_id = $1")
+            .bind(spot)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+
+    app.book_as_guest(spot, "quiet@example.com", 30).await;
+    assert_eq!(logged().await, 2, "the spot's creation and its booking");
+    let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(heard.is_err(), "the booking was announced: {heard:?}");
+    app.settle().await;
+    let mut stream = EventStream::open(&app, &around_times_square(0.5), None).await;
+    assert_eq!(item(&stream.next().await.data, spot)["available"], false);
+
+    sqlx::query("update spots set rate_cents_per_hour = 500 where id = $1")
+        .bind(spot)
+        .execute(&db)
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(heard.is_ok(), "another writer's change is announced");
+    let event = stream.spot_event(spot, Duration::from_secs(1)).await;
+    assert_eq!(event.data["rate_cents_per_hour"], 500);
+}
+
 #[sqlx::test(migrator = "curbside::db::MIGRATOR")]
 async fn last_event_id_resumes_on_another_replica_without_a_gap(db: PgPool) {
     let one = TestApp::spawn(db.clone()).await;
