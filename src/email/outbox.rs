@@ -55,11 +55,15 @@ pub async fn insert(conn: &mut PgConnection, email: &NewEmail<'_>) -> sqlx::Resu
 
 /// Takes an unsent, due email for sending: it is leased to the caller for a minute, so a
 /// job and the reconciler (or two deliveries of one job) never send it both.
+///
+/// `coalesce(…) is null` rather than `sent_at is null and failed_at is null`: with those
+/// words the unsent-email index applies, and the generic plan (`db::connect_options`)
+/// walked every due email in it instead of finding this one by its id.
 pub async fn claim(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OutboxEmail>> {
     sqlx::query_as!(
         OutboxEmail,
         "update email_outbox set next_attempt_at = now() + $2, attempts = attempts + 1
-         where id = $1 and sent_at is null and failed_at is null and next_attempt_at <= now()
+         where id = $1 and coalesce(sent_at, failed_at) is null and next_attempt_at <= now()
          returning id, to_address, subject, body, attempts",
         id,
         CLAIM_LEASE as Duration,

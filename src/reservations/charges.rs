@@ -90,20 +90,37 @@ pub async fn latest_attempt(
     Ok(latest.map(|row| (row.payment_intent_id, row.status)))
 }
 
-/// A reservation of this payer whose bill is unpaid (failed, or waiting for the card holder
-/// to authenticate): by email, for guests and drivers alike, and by account. The words are
-/// those of `reservations_unpaid_by_email_idx`.
-pub async fn unpaid_by(
+/// Who pays for a booking: a guest's email, or the account's email and Stripe customer.
+pub struct Payer {
+    pub email: String,
+    pub customer: Option<CustomerId>,
+    /// A reservation of this payer whose bill is unpaid (failed, or waiting for the card
+    /// holder to authenticate), by email for guests and drivers alike, and by account.
+    pub unpaid: Option<Uuid>,
+}
+
+/// The payer of a booking by `user_id` (an account) or else `guest_email`, with its unpaid
+/// bill if any, in one round trip; `None` if the account no longer exists. The words of the
+/// unpaid test are those of `reservations_unpaid_by_email_idx`.
+pub async fn payer(
     pool: &PgPool,
-    email: &str,
+    guest_email: &str,
     user_id: Option<Uuid>,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!(
-        "select id from reservations
-         where (email = $1 or ($2::uuid is not null and user_id = $2))
-           and payment_status in ('failed', 'requires_action')
-         order by created_at limit 1",
-        email,
+) -> sqlx::Result<Option<Payer>> {
+    sqlx::query_as!(
+        Payer,
+        r#"with payer as (
+               select email, stripe_customer_id, id as user_id from users where id = $2
+               union all
+               select $1, null, null where $2::uuid is null
+           )
+           select p.email as "email!", p.stripe_customer_id as "customer: CustomerId",
+                  (select r.id from reservations r
+                   where (r.email = p.email or (p.user_id is not null and r.user_id = p.user_id))
+                     and r.payment_status in ('failed', 'requires_action')
+                   order by r.created_at limit 1) as unpaid
+           from payer p"#,
+        guest_email,
         user_id,
     )
     .fetch_optional(pool)

@@ -102,9 +102,14 @@ pub struct NewReservation<'a> {
     pub paid_with: Option<(&'a Card, &'a CustomerId)>,
 }
 
-/// Inserts the booking: `held` while its card is saved, or `confirmed` with a saved card.
-/// An overlap with a live one is 409 `spot_unavailable`.
-pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppResult<Reservation> {
+/// Inserts the booking: `held` while its card is saved, or `confirmed` with a saved card,
+/// which the same statement holds against its removal (`for share`, the lock a removal's
+/// `for update` waits for). `None` when that card was removed meanwhile. An overlap with a
+/// live booking is 409 `spot_unavailable`.
+pub async fn insert(
+    conn: &mut PgConnection,
+    new: &NewReservation<'_>,
+) -> AppResult<Option<Reservation>> {
     let (status, payment_status, hold_expires_at) = match new.paid_with {
         None => (
             Status::Held,
@@ -115,11 +120,15 @@ pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppRes
     };
     let (card, customer) = new.paid_with.unzip();
     query_reservation!(
-        "insert into reservations (id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
+        "with card as (select from saved_cards
+                       where payment_method_id = $15 and user_id = $3 and removed_at is null
+                       for share)
+         insert into reservations (id, spot_id, user_id, email, vehicle_plate, starts_at, ends_at,
                                    rate_cents_per_hour, amount_cents, hold_expires_at, guest_token_hash,
                                    status, payment_status, stripe_customer_id,
                                    stripe_payment_method_id, card_brand, card_last4)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17
+         where $15::text is null or exists (select from card)
          returning",
         "",
         new.id,
@@ -140,7 +149,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewReservation<'_>) -> AppRes
         card.map(|card| card.brand.as_str()),
         card.map(|card| card.last4.as_str()),
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
     .on_constraint("reservations_no_overlap", spot_unavailable)
 }
@@ -316,21 +325,6 @@ pub async fn list(
             .await
         }
     }
-}
-
-/// A driver's email and Stripe customer (if any yet), for a booking.
-pub async fn account_payer(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-) -> sqlx::Result<Option<(String, Option<CustomerId>)>> {
-    let row = sqlx::query!(
-        r#"select email, stripe_customer_id as "stripe_customer_id: CustomerId"
-           from users where id = $1"#,
-        user_id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|row| (row.email, row.stripe_customer_id)))
 }
 
 /// Whether a webhook event id was handled before.

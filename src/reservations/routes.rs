@@ -22,7 +22,7 @@ use crate::auth::{AuthUser, model::Email};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{self, Page, decode_cursor, encode_cursor};
-use crate::payments::{CustomerId, PaymentMethodId};
+use crate::payments::PaymentMethodId;
 use crate::spots;
 use crate::spots::model::Spot;
 use crate::state::AppState;
@@ -58,17 +58,16 @@ pub async fn book(
     let fields = BookingFields::parse(&body, user.as_ref())?;
     let spot = quotes::bookable_spot(&state, body.spot_id).await?;
     let terms = booking_terms(&state, &body, &spot, now).await?;
-    let payer = match (user, fields.guest_email) {
-        (Some(user), _) => account_payer(&state, &user).await?,
-        (None, guest_email) => Payer {
-            email: guest_email
-                .map(|email| email.as_str().to_owned())
-                .ok_or_else(|| AppError::validation("email", GUEST_EMAIL_REQUIRED))?,
-            customer: None,
-        },
-    };
     let user_id = user.map(|u| u.user_id);
-    if let Some(reservation_id) = charges::unpaid_by(&state.db, &payer.email, user_id).await? {
+    let guest_email = match (user_id, &fields.guest_email) {
+        (Some(_), _) => "",
+        (None, Some(email)) => email.as_str(),
+        (None, None) => return Err(AppError::validation("email", GUEST_EMAIL_REQUIRED)),
+    };
+    let payer = charges::payer(&state.db, guest_email, user_id)
+        .await?
+        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+    if let Some(reservation_id) = payer.unpaid {
         return Err(AppError::UnpaidBalance { reservation_id });
     }
     let card = match (user_id, &fields.payment_method) {
@@ -210,19 +209,6 @@ async fn booking_terms(
     })
 }
 
-/// Who pays: the address receipts go to, and the Stripe customer if there is one yet.
-struct Payer {
-    email: String,
-    customer: Option<CustomerId>,
-}
-
-async fn account_payer(state: &AppState, user: &AuthUser) -> AppResult<Payer> {
-    let (email, customer) = db::account_payer(&mut *state.db.acquire().await?, user.user_id)
-        .await?
-        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
-    Ok(Payer { email, customer })
-}
-
 /// Starts saving the card of a held booking; if that fails, nothing was promised yet, so
 /// the spot is freed (and its quote with it) and the client can simply retry.
 async fn card_setup(
@@ -253,15 +239,12 @@ async fn hold_spot(
     for lapsed in &expired {
         notices::write_at(&mut tx, &state.links, lapsed, place, &Notice::HoldExpired).await?;
     }
-    if let (Some(user_id), Some((card, _))) = (new.user_id, new.paid_with)
-        && !wallet::db::hold_for_booking(&mut tx, user_id, &card.id).await?
-    {
-        return Err(AppError::validation(
+    let reservation = db::insert(&mut tx, new).await?.ok_or_else(|| {
+        AppError::validation(
             "payment_method_id",
             "the card was removed from your account",
-        ));
-    }
-    let reservation = db::insert(&mut tx, new).await?;
+        )
+    })?;
     if let Some(quote_id) = quote_id {
         quotes::take(&mut tx, quote_id, reservation.id).await?;
     }

@@ -142,25 +142,6 @@ pub async fn record_listed(
     .await
 }
 
-/// Takes the driver's card for a booking in this transaction: `for share`, so a removal
-/// (`for update`) waits for the booking to commit and then sees it. False if it is gone.
-pub async fn hold_for_booking(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    payment_method_id: &PaymentMethodId,
-) -> sqlx::Result<bool> {
-    let held = sqlx::query_scalar!(
-        r#"select true as "held!" from saved_cards
-           where payment_method_id = $1 and user_id = $2 and removed_at is null
-           for share"#,
-        payment_method_id as &PaymentMethodId,
-        user_id,
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(held.is_some())
-}
-
 /// `Some(already_removed)` if Curbside knows the card as the driver's. `for update`: in a
 /// transaction the card stays locked for its removal until the transaction ends.
 pub async fn removal_state(
