@@ -57,8 +57,9 @@ pub async fn insert(conn: &mut PgConnection, email: &NewEmail<'_>) -> sqlx::Resu
 /// job and the reconciler (or two deliveries of one job) never send it both.
 ///
 /// `coalesce(…) is null` rather than `sent_at is null and failed_at is null`: with those
-/// words the unsent-email index applies, and the generic plan (`db::connect_options`)
-/// walked every due email in it instead of finding this one by its id.
+/// words the unsent-email index applies, and the generic plan (see
+/// `db::with_session_settings`) walked every due email in it instead of finding this one by
+/// its id.
 pub async fn claim(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OutboxEmail>> {
     sqlx::query_as!(
         OutboxEmail,

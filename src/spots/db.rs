@@ -394,7 +394,8 @@ pub async fn taken(conn: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, T
 }
 
 /// [`taken`] for these spots only. A query of its own: with `$1 is null or …` the generic
-/// plan (`db::connect_options`) read every live reservation of the city on each feed read.
+/// plan (see `db::with_session_settings`) read every live reservation of the city on each
+/// feed read.
 pub async fn taken_of(
     conn: impl sqlx::PgExecutor<'_>,
     spot_ids: &[Uuid],
