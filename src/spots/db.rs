@@ -5,6 +5,7 @@
 //! its rows are decoded by position straight into `SpotMatch`: the form whose generic plans
 //! and decoding BENCHMARKS.md measured. Every other query here is checked at compile time.
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgPool, Row as _};
 use uuid::Uuid;
@@ -370,9 +371,29 @@ pub fn all_spots(
     query_spot!("select", "from spots").fetch(conn)
 }
 
+/// A live reservation's spot and the time it takes, as the two queries below read it.
+struct SpotTaken {
+    spot_id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    lapses_at: Option<DateTime<Utc>>,
+}
+
+impl SpotTaken {
+    fn into_pair(self) -> (Uuid, Taken) {
+        let taken = Taken {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            lapses_at: self.lapses_at,
+        };
+        (self.spot_id, taken)
+    }
+}
+
 /// The times live reservations take their spots: held ones until their hold lapses.
 pub async fn taken(conn: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, Taken)>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        SpotTaken,
         r#"select spot_id, starts_at, ends_at,
                   case when status = 'held' then hold_expires_at end as "lapses_at?"
            from reservations
@@ -380,17 +401,7 @@ pub async fn taken(conn: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<(Uuid, T
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let taken = Taken {
-                starts_at: row.starts_at,
-                ends_at: row.ends_at,
-                lapses_at: row.lapses_at,
-            };
-            (row.spot_id, taken)
-        })
-        .collect())
+    Ok(rows.into_iter().map(SpotTaken::into_pair).collect())
 }
 
 /// [`taken`] for these spots only. A query of its own: with `$1 is null or …` the generic
@@ -400,7 +411,8 @@ pub async fn taken_of(
     conn: impl sqlx::PgExecutor<'_>,
     spot_ids: &[Uuid],
 ) -> sqlx::Result<Vec<(Uuid, Taken)>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        SpotTaken,
         r#"select spot_id, starts_at, ends_at,
                   case when status = 'held' then hold_expires_at end as "lapses_at?"
            from reservations
@@ -409,17 +421,7 @@ pub async fn taken_of(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let taken = Taken {
-                starts_at: row.starts_at,
-                ends_at: row.ends_at,
-                lapses_at: row.lapses_at,
-            };
-            (row.spot_id, taken)
-        })
-        .collect())
+    Ok(rows.into_iter().map(SpotTaken::into_pair).collect())
 }
 
 /// These spots as they are now; a missing one is gone.

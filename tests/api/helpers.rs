@@ -80,15 +80,14 @@ impl TestApp {
         .expect("the Stripe imitation starts");
         let smtp = SmtpSink::start().await;
         let config = test_config(overrides, &stripe, &smtp);
-        // The app's own pool, with the server's session settings; `db` writes as any
-        // other client would.
-        let app_db = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(10)
-            .connect_with(curbside::db::with_session_settings(
+        // The app's own pool, as the test made it (through a proxy, with its timeouts) but
+        // with the server's session settings; `db` writes as any other client would.
+        let app_db = db
+            .options()
+            .clone()
+            .connect_lazy_with(curbside::db::with_session_settings(
                 (*db.connect_options()).clone(),
-            ))
-            .await
-            .expect("the app's pool connects");
+            ));
         let app = Application::build(config.clone(), app_db)
             .await
             .expect("the app builds");
