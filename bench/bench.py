@@ -100,9 +100,11 @@ class Server:
 
     def __init__(self, binary, database_url, redis_url, extra_env=None, serve_args=(), port=PORT):
         self.base = f"http://127.0.0.1:{port}"
+        self.redis_url = redis_url
+        self.prefix = (extra_env or {}).get("REDIS_KEY_PREFIX", f"bench-{os.getpid()}")
         env = {**os.environ, "DATABASE_URL": database_url + "?sslmode=disable", "REDIS_URL": redis_url, "BIND_ADDR": f"127.0.0.1:{port}",
                "RATE_LIMIT_PER_MINUTE": "1000000000", "AUTH_RATE_LIMIT_PER_MINUTE": "1000000000",
-               "REDIS_KEY_PREFIX": f"bench-{os.getpid()}", "RUST_LOG": "warn", **(extra_env or {})}
+               "REDIS_KEY_PREFIX": self.prefix, "RUST_LOG": "warn", **(extra_env or {})}
         # Warnings and errors (RUST_LOG=warn) go to bench-server.log, to read after a run.
         self.log = open(os.path.join(tempfile.gettempdir(), "bench-server.log"), "a")
         self.process = subprocess.Popen([binary, "serve", *serve_args], env=env, stdout=subprocess.DEVNULL,
@@ -138,6 +140,16 @@ class Server:
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=40)
+        forget_jobs(self.redis_url, self.prefix)
+
+
+def forget_jobs(redis_url, prefix):
+    """Deletes the jobs a benchmark left in Redis. apalis keeps finished jobs, and a booking
+    run schedules hundreds of thousands of end and reminder jobs: left behind, they slow
+    every later scan of the keyspace (the API tests' Redis-loss test flushes by SCAN)."""
+    keys = run(["redis-cli", "-u", redis_url, "--scan", "--pattern", prefix + ":*"]).split()
+    for start in range(0, len(keys), 1000):
+        run(["redis-cli", "-u", redis_url, "del", *keys[start:start + 1000]])
 
 
 def parse_wrk(output):
@@ -626,10 +638,6 @@ def bench_endings(args, admin_url, redis_url, binary):
                 worker.terminate()
                 worker.wait()
             server.stop()
-            # Finished jobs stay in Redis (apalis does not remove them): 40,000 keys a mode.
-            keys = run(["redis-cli", "-u", redis_url, "--scan", "--pattern", env["REDIS_KEY_PREFIX"] + ":*"]).split()
-            for start in range(0, len(keys), 1000):
-                run(["redis-cli", "-u", redis_url, "del", *keys[start:start + 1000]])
             stripe.terminate()
             stripe.wait()
             smtp.terminate()
