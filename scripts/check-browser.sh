@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=scripts/lib/throwaway.sh
+. scripts/lib/throwaway.sh
 
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 database=curbside_browser
@@ -63,39 +65,20 @@ test_pid=""
 database_made=false
 redis_prefix=""
 
-stop() { # pid: SIGTERM, then SIGKILL if it has not ended within 10 s
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-    kill -TERM "$1" 2>/dev/null
-    for _ in $(seq 40); do kill -0 "$1" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-}
-
 cleanup() {
     local status=$?
     set +e
     stop "$test_pid"
     stop "$api_pid"
     stop "$stripe_pid"
-    if $database_made; then
-        psql "$DATABASE_ADMIN_URL" -qc "drop database if exists \"$database\" with (force)" >/dev/null 2>&1 \
-            || log "could not drop database $database"
-    fi
-    if [ -n "$redis_prefix" ] && command -v redis-cli >/dev/null; then
-        # One key a line, taken whole: job keys hold quotes and spaces.
-        redis-cli -u "$REDIS_URL" --scan --pattern "$redis_prefix:*" 2>/dev/null \
-            | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
-    fi
+    if $database_made; then drop_database "$database"; fi
+    forget_redis_keys "$redis_prefix"
     rm -rf "$work"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- the API and the Stripe imitation --------------------------------------------------------
 log "building the API and the Stripe imitation (cargo build --locked --workspace --bin curbside --bin fake-stripe)"
@@ -117,26 +100,7 @@ redis_prefix=curbside-browser-$$-$(date +%s)
 api_port=$(free_port)
 stripe_port=$(free_port)
 base=http://127.0.0.1:$api_port
-mkdir -p "$work/run" "$work/mail"
-
-# The environment of `curbside` and `fake-stripe`; in a directory of their own, so that no
-# .env of the checkout is read.
-server_env=(
-    APP_ENV=development
-    BIND_ADDR="127.0.0.1:$api_port"
-    DATABASE_URL="$database_url"
-    REDIS_URL="$REDIS_URL"
-    REDIS_KEY_PREFIX="$redis_prefix"
-    MAIL_DIR="$work/mail"
-    STRIPE_API_BASE="http://127.0.0.1:$stripe_port/"
-    STRIPE_SECRET_KEY=sk_test_curbside_development
-    STRIPE_WEBHOOK_SECRET=whsec_curbside_development
-    STRIPE_PUBLISHABLE_KEY=pk_test_curbside_development
-    RUST_LOG=warn
-)
-# Run in a subshell, `(in_env …)`: it becomes the command, so that a background one's $! is
-# the process to stop.
-in_env() { cd "$work/run" && exec env -u SMTP_URL "${server_env[@]}" "$@"; }
+set_server_env "$api_port" "$stripe_port" "$database_url" "$redis_prefix"
 
 (in_env "$fake_stripe" --bind "127.0.0.1:$stripe_port" \
     --webhook-url "$base/v1/webhooks/stripe") >"$work/fake-stripe.log" 2>&1 &

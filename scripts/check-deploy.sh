@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=scripts/lib/throwaway.sh
+. scripts/lib/throwaway.sh
 
 # The Kubernetes release whose schemas the manifests are validated against.
 KUBERNETES_VERSION=1.33.0
@@ -91,18 +93,9 @@ cleanup() {
         kill -QUIT "$nginx_pid"
         wait "$nginx_pid" 2>/dev/null
     fi
-    if [ -n "$api_pid" ] && kill -0 "$api_pid" 2>/dev/null; then
-        kill -TERM "$api_pid"
-        wait "$api_pid" 2>/dev/null
-    fi
-    if [ -n "$database" ]; then
-        psql "$DATABASE_ADMIN_URL" -qc "drop database if exists \"$database\" with (force)" >/dev/null 2>&1 \
-            || log "could not drop database $database"
-    fi
-    if [ -n "$redis_prefix" ] && command -v redis-cli >/dev/null; then
-        redis-cli -u "$REDIS_URL" --scan --pattern "$redis_prefix:*" 2>/dev/null \
-            | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
-    fi
+    stop "$api_pid"
+    drop_database "$database"
+    forget_redis_keys "$redis_prefix"
     rm -rf "$work"
     exit "$status"
 }
@@ -114,10 +107,6 @@ trap 'exit 143' TERM
 template_variables() {
     # shellcheck disable=SC2016 # a literal ${ to search for
     grep -o '\${[A-Z_]*}' "$1" | sed 's/^\${\(.*\)}$/\1/' | sort -u || true
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # --- Compose ---------------------------------------------------------------------------------

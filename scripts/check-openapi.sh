@@ -22,6 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=scripts/lib/throwaway.sh
+. scripts/lib/throwaway.sh
 
 FUZZ_MAX_EXAMPLES=${FUZZ_MAX_EXAMPLES:-60}
 FUZZ_SECONDS=${FUZZ_SECONDS:-150}
@@ -82,27 +84,14 @@ stripe_pid=""
 database=""
 redis_prefix=""
 
-stop() { # pid: SIGTERM, and wait for it to finish
-    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
-        kill -TERM "$1"
-        wait "$1" 2>/dev/null
-    fi
-}
 
 cleanup() {
     local status=$?
     set +e
     stop "$api_pid"
     stop "$stripe_pid"
-    if [ -n "$database" ]; then
-        psql "$DATABASE_ADMIN_URL" -qc "drop database if exists \"$database\" with (force)" >/dev/null 2>&1 \
-            || log "could not drop database $database"
-    fi
-    if [ -n "$redis_prefix" ] && command -v redis-cli >/dev/null; then
-        # One key a line, taken whole: job keys hold quotes and spaces.
-        redis-cli -u "$REDIS_URL" --scan --pattern "$redis_prefix:*" 2>/dev/null \
-            | xargs -r -d '\n' redis-cli -u "$REDIS_URL" del >/dev/null 2>&1
-    fi
+    drop_database "$database"
+    forget_redis_keys "$redis_prefix"
     if [ -n "${FUZZ_REPORT_DIR:-}" ] && [ -d "$work/reports" ]; then
         mkdir -p "$FUZZ_REPORT_DIR" && cp -r "$work/reports/." "$FUZZ_REPORT_DIR/"
     fi
@@ -112,10 +101,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- a server with the city's meters ---------------------------------------------------------
 log "building the API and the Stripe imitation (cargo build --locked --workspace)"
@@ -133,29 +118,10 @@ redis_prefix=curbside-openapicheck-$$-$(date +%s)
 api_port=$(free_port)
 stripe_port=$(free_port)
 base=http://127.0.0.1:$api_port
-mkdir -p "$work/run" "$work/mail"
-
-# The environment of every `curbside` command here; in a directory of its own, so that no
-# .env of the checkout is read. Limits far above what the fuzzing sends: a 429 would hide
-# whatever the request would have found (429 itself stays in the description).
-curbside_env=(
-    APP_ENV=development
-    BIND_ADDR="127.0.0.1:$api_port"
-    DATABASE_URL="${DATABASE_ADMIN_URL%/*}/$database"
-    REDIS_URL="$REDIS_URL"
-    REDIS_KEY_PREFIX="$redis_prefix"
-    MAIL_DIR="$work/mail"
-    STRIPE_API_BASE="http://127.0.0.1:$stripe_port/"
-    STRIPE_SECRET_KEY=sk_test_curbside_development
-    STRIPE_WEBHOOK_SECRET=whsec_curbside_development
-    STRIPE_PUBLISHABLE_KEY=pk_test_curbside_development
-    RATE_LIMIT_PER_MINUTE=1000000
-    AUTH_RATE_LIMIT_PER_MINUTE=1000000
-    RUST_LOG=warn
-)
-# Run in a subshell, `(in_env …)`: it becomes the command, so that a background one's $! is
-# the process to stop.
-in_env() { cd "$work/run" && exec env -u SMTP_URL "${curbside_env[@]}" "$@"; }
+set_server_env "$api_port" "$stripe_port" "${DATABASE_ADMIN_URL%/*}/$database" "$redis_prefix"
+# Limits far above what the fuzzing sends: a 429 would hide whatever the request would have
+# found (429 itself stays in the description).
+server_env+=(RATE_LIMIT_PER_MINUTE=1000000 AUTH_RATE_LIMIT_PER_MINUTE=1000000)
 
 (in_env "$fake_stripe" --bind "127.0.0.1:$stripe_port" \
     --webhook-url "$base/v1/webhooks/stripe") >"$work/fake-stripe.log" 2>&1 &
