@@ -183,6 +183,12 @@ def median(rows, key):
     return statistics.median(row[key] for row in rows)
 
 
+def api_summary(runs):
+    """The medians of wrk's runs against the API, and its non-2xx answers in all."""
+    return {"api_rps": median(runs, "rps"), "api_p50_ms": median(runs, "p50_ms"),
+            "api_p99_ms": median(runs, "p99_ms"), "api_non_2xx": sum(r["non_2xx"] for r in runs)}
+
+
 def post_json(path, body):
     request = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), method="POST",
                                      headers={"content-type": "application/json"})
@@ -290,10 +296,7 @@ def bench_search(args, admin_url, redis_url, binary):
         finally:
             server.stop()
         results[label] = {
-            "api_rps": median(api, "rps"),
-            "api_p50_ms": median(api, "p50_ms"),
-            "api_p99_ms": median(api, "p99_ms"),
-            "api_non_2xx": sum(r["non_2xx"] for r in api),
+            **api_summary(api),
             "pgbench_tps": statistics.median(ceiling),
             "ratio": median(api, "rps") / statistics.median(ceiling),
             "peak_rss_mb": rss,
@@ -682,10 +685,7 @@ def curb_search(args, database_url, redis_url, binary, label):
     return {
         "spots": int(spots),
         "start_until_picture_current_s": round(load_s, 2),
-        "api_rps": median(api, "rps"),
-        "api_p50_ms": median(api, "p50_ms"),
-        "api_p99_ms": median(api, "p99_ms"),
-        "api_non_2xx": sum(r["non_2xx"] for r in api),
+        **api_summary(api),
         "pgbench_knn_tps": statistics.median(ceiling),
         "ratio": median(api, "rps") / statistics.median(ceiling),
         "rss_after_load_mb": round(rss_loaded, 1),
